@@ -1,0 +1,113 @@
+"""The `indexer` command line. Settings are read once here and passed down."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from core.db import ensure_indexes, open_client, require_uri
+from core.errors import IndexerError
+from core.settings import Settings, load_settings
+from core.storage import resolved_storage
+from core.workspaces import create_workspace, find_workspace, public_state
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _run_head(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from head.app import create_app
+
+    port = args.port or settings.port
+    with resolved_storage(settings) as ready:
+        app = create_app(ready.with_overrides(port=port))
+        uvicorn.run(app, host=args.host, port=port, log_level="info")
+    return 0
+
+
+def _with_db(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+    """Run `work(db)` on a fresh event loop with a client opened and closed inside it."""
+
+    async def main(ready: Settings) -> int:
+        client = open_client(require_uri(ready))
+        try:
+            db = client[ready.mongodb_db]
+            await ensure_indexes(db)
+            return await work(db)
+        finally:
+            await client.close()
+
+    with resolved_storage(settings) as ready:
+        return asyncio.run(main(ready))
+
+
+def _workspace_create(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(db: Any) -> int:
+        workspace_id = await create_workspace(
+            db, name=args.name, owner_id=args.owner, member_ids=args.member or []
+        )
+        print(workspace_id)
+        return 0
+
+    return _with_db(settings, work)
+
+
+def _workspace_show(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(db: Any) -> int:
+        workspace = await find_workspace(db, args.workspace_id)
+        if workspace is None:
+            print(f"indexer: no workspace {args.workspace_id!r}", file=sys.stderr)
+            return 1
+        print(json.dumps(public_state(workspace), indent=2))
+        return 0
+
+    return _with_db(settings, work)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="indexer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    head = commands.add_parser("head", help="run the head (REST + Socket.IO)")
+    head.add_argument("--host", default="127.0.0.1")
+    head.add_argument("--port", type=int, default=None, help="default: PORT or 4000")
+    head.set_defaults(handler=_run_head)
+
+    workspace = commands.add_parser("workspace", help="create or show workspaces")
+    ws_commands = workspace.add_subparsers(dest="workspace_command", required=True)
+    create = ws_commands.add_parser("create", help="create a workspace, print its id")
+    create.add_argument("--name", required=True)
+    create.add_argument("--owner", required=True, help="owner's user id")
+    create.add_argument("--member", action="append", help="a viewer's user id (repeatable)")
+    create.set_defaults(handler=_workspace_create)
+    show = ws_commands.add_parser("show", help="print a workspace's state as JSON")
+    show.add_argument("workspace_id")
+    show.set_defaults(handler=_workspace_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    try:
+        settings = load_settings(os.environ)
+        handler: Command = args.handler
+        return handler(args, settings)
+    except IndexerError as exc:
+        print(f"indexer: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""MongoDB access: one AsyncMongoClient per event loop, collections and their indexes.
+
+MongoDB is the source of truth; everything a browser sees through an event must be
+readable here a moment later. Indexes are created at start-up and creation is
+idempotent (same spec twice is a no-op).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from core.errors import StorageError
+from core.settings import Settings
+
+Document = dict[str, Any]
+
+SERVER_SELECTION_TIMEOUT_MS = 5_000
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "workspaces": [
+        IndexModel([("ownerId", ASCENDING)]),
+        IndexModel([("members.userId", ASCENDING)]),
+    ],
+    "documents": [
+        IndexModel([("workspaceId", ASCENDING), ("source", ASCENDING)], unique=True),
+        IndexModel([("workspaceId", ASCENDING), ("status", ASCENDING)]),
+    ],
+    "pages": [
+        IndexModel([("documentId", ASCENDING), ("pageNo", ASCENDING)], unique=True),
+        IndexModel([("workspaceId", ASCENDING)]),
+    ],
+    "chunks": [
+        IndexModel([("documentId", ASCENDING), ("chunkNo", ASCENDING)], unique=True),
+        IndexModel([("workspaceId", ASCENDING)]),
+    ],
+    "concepts": [
+        IndexModel([("workspaceId", ASCENDING), ("conceptId", ASCENDING)], unique=True),
+    ],
+    "jobs": [
+        IndexModel([("workspaceId", ASCENDING), ("startedAt", DESCENDING)]),
+        IndexModel([("status", ASCENDING)]),
+    ],
+}
+
+
+def open_client(uri: str) -> AsyncMongoClient[Document]:
+    """A client bound to the running event loop; call it inside that loop, close it there."""
+    return AsyncMongoClient(
+        uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+        appname="indexer",
+    )
+
+
+def require_uri(settings: Settings) -> str:
+    """The MongoDB URI; the CLI fills it in with the embedded server when MONGODB_URI is unset."""
+    if settings.mongodb_uri is None:
+        raise StorageError("no MongoDB URI: set MONGODB_URI or start the embedded server first")
+    return settings.mongodb_uri.reveal()
+
+
+async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
+    """Create every collection's indexes; safe to run on every start."""
+    try:
+        for name, models in INDEXES.items():
+            await db[name].create_indexes(models)
+    except PyMongoError as exc:
+        raise StorageError(f"cannot create MongoDB indexes: {type(exc).__name__}") from exc
+
+
+async def ping(db: AsyncDatabase[Document]) -> None:
+    """Round-trip to the server; raises StorageError when it does not answer."""
+    try:
+        await db.command("ping")
+    except PyMongoError as exc:
+        raise StorageError(f"MongoDB did not answer: {type(exc).__name__}") from exc
+
+
+def parse_object_id(value: object) -> ObjectId | None:
+    """An ObjectId from a client-supplied id, or None when it is not one (never raises)."""
+    if isinstance(value, str) and ObjectId.is_valid(value) and len(value) == 24:
+        return ObjectId(value)
+    return None

@@ -1,0 +1,77 @@
+"""The indexer's exception hierarchy.
+
+    IndexerError
+    ├── SettingsError          a setting is missing or malformed (names the variable)
+    ├── StorageError           MongoDB (embedded or remote) cannot be reached or started
+    ├── AuthError              a browser session could not be accepted
+    │   ├── AuthenticationRequired   no usable session (missing, invalid, expired, no `sub`)
+    │   └── AuthenticationFailed     the check itself broke (e.g. session store down)
+    ├── DocumentError          one document cannot be indexed; the run goes on
+    └── RunError               the indexing run itself failed (becomes `index:failed`)
+
+All classes are plain and picklable so they survive a trip through Ray.
+"""
+
+from __future__ import annotations
+
+
+class IndexerError(Exception):
+    """Base of every error the indexer raises on purpose."""
+
+
+class SettingsError(IndexerError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class StorageError(IndexerError):
+    """MongoDB cannot be reached, or the embedded server cannot be started."""
+
+
+class AuthError(IndexerError):
+    """A browser session could not be accepted.
+
+    `message` is what the client is told (the spec's exact wording); `reason` is a short
+    machine label for logs and metrics that never contains token material.
+    """
+
+    message = "Authentication failed"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AuthenticationRequired(AuthError):
+    """No usable session: no cookie, undecryptable, expired, or no `sub`."""
+
+    message = "Authentication required"
+
+
+class AuthenticationFailed(AuthError):
+    """The check itself broke (the session store could not be read)."""
+
+    message = "Authentication failed"
+
+
+class DocumentError(IndexerError):
+    """One document cannot be indexed (corrupt, encrypted, empty, too large)."""
+
+    def __init__(self, phase: str, message: str) -> None:
+        super().__init__(f"{phase}: {message}")
+        self.phase = phase
+        self.message = message
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.phase, self.message))
+
+
+class RunError(IndexerError):
+    """The run itself failed; reported to the room as `index:failed {error, phase}`."""
+
+    def __init__(self, phase: str, message: str) -> None:
+        super().__init__(f"{phase}: {message}")
+        self.phase = phase
+        self.message = message
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.phase, self.message))

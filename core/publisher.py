@@ -1,0 +1,99 @@
+"""The publishing path: how any process (a Ray actor, the CLI, a head) sends `index:*` events.
+
+Two transports, chosen by settings:
+- Redis (REDIS_URL set): a write-only python-socketio Redis manager publishes straight onto
+  the channel every head listens to; each head delivers to its own clients once.
+- HTTP (otherwise): POST to HEAD_URL/internal/events with the publish token.
+
+Payloads are validated here too, so a bad event fails at its source with a clear error.
+Publishing never waits long: a head that is down costs at most `timeout_s` per event.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import httpx
+import socketio
+
+from core.errors import IndexerError
+from core.events import validate_index_payload, workspace_room
+from core.settings import Settings
+
+DEFAULT_PUBLISH_TIMEOUT_S = 2.0
+
+
+class PublishError(IndexerError):
+    """An event could not be handed over (head down, Redis down, rejected)."""
+
+
+class EventPublisher(Protocol):
+    async def publish(self, workspace_id: str, event: str, payload: dict[str, Any]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpEventPublisher:
+    """Publishes through a head's authenticated `/internal/events` endpoint."""
+
+    def __init__(self, head_url: str, token: str, *, timeout_s: float) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=head_url,
+            timeout=timeout_s,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    async def publish(self, workspace_id: str, event: str, payload: dict[str, Any]) -> None:
+        body = {
+            "workspaceId": workspace_id,
+            "event": event,
+            "payload": validate_index_payload(event, payload),
+        }
+        try:
+            response = await self._client.post("/internal/events", json=body)
+        except httpx.HTTPError as exc:
+            raise PublishError(f"head unreachable: {type(exc).__name__}") from exc
+        if response.status_code != 202:
+            raise PublishError(f"head refused the event: HTTP {response.status_code}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class _CheckedRedisManager(socketio.AsyncRedisManager):
+    """python-socketio's manager logs and drops a failed publish; we want to know."""
+
+    async def _publish(self, data: Any) -> Any:
+        receivers = await super()._publish(data)
+        if receivers is None:
+            raise PublishError("redis publish failed")
+        return receivers
+
+
+class RedisEventPublisher:
+    """Publishes onto the Socket.IO Redis channel that every head subscribes to."""
+
+    def __init__(self, redis_url: str, *, timeout_s: float) -> None:
+        self._manager = _CheckedRedisManager(
+            redis_url,
+            write_only=True,
+            redis_options={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
+        )
+
+    async def publish(self, workspace_id: str, event: str, payload: dict[str, Any]) -> None:
+        data = validate_index_payload(event, payload)
+        await self._manager.emit(event, data, namespace="/", room=workspace_room(workspace_id))
+
+    async def aclose(self) -> None:
+        if self._manager.redis is not None:
+            await self._manager.redis.aclose()
+
+
+def make_publisher(
+    settings: Settings, *, timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S
+) -> EventPublisher:
+    """The publisher this deployment uses: Redis when configured, the head's HTTP path otherwise."""
+    if settings.redis_url is not None:
+        return RedisEventPublisher(settings.redis_url.reveal(), timeout_s=timeout_s)
+    token = settings.effective_publish_token().reveal()
+    return HttpEventPublisher(settings.head_url, token, timeout_s=timeout_s)

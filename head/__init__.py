@@ -1,0 +1,1 @@
+"""The head service: ASGI app with FastAPI REST and the Socket.IO server browsers connect to."""

@@ -1,0 +1,92 @@
+"""The app factory: FastAPI for REST, wrapped by the Socket.IO ASGI app, one lifespan.
+
+`create_app(settings)` builds everything; the lifespan opens the MongoDB client (and the
+Redis client when REDIS_URL is set) on the server's event loop and closes them on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+import socketio
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pymongo.errors import PyMongoError
+
+from core.db import ensure_indexes, open_client, require_uri
+from core.errors import StorageError
+from core.settings import Settings
+from head.routes import events, health, workspaces
+from head.session_auth import SessionAuthenticator
+from head.sockets import WorkspaceNamespace
+from head.state import HeadState
+
+logger = logging.getLogger(__name__)
+
+# A Socket.IO message larger than this closes the connection (engine.io's own limit).
+MAX_SOCKET_MESSAGE_BYTES = 64 * 1024
+
+
+def create_sio(settings: Settings) -> socketio.AsyncServer:
+    """The Socket.IO server; shares rooms through Redis when REDIS_URL is set."""
+    manager = None
+    if settings.redis_url is not None:
+        manager = socketio.AsyncRedisManager(settings.redis_url.reveal())
+    return socketio.AsyncServer(
+        async_mode="asgi",
+        client_manager=manager,
+        cors_allowed_origins=[settings.web_app_url],
+        cors_credentials=True,
+        max_http_buffer_size=MAX_SOCKET_MESSAGE_BYTES,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+def create_app(settings: Settings) -> Any:
+    """Build the head's ASGI app. Fails fast when a required setting is missing."""
+    secret = settings.require_nextauth_secret()
+    uri = require_uri(settings)
+    sio = create_sio(settings)
+    state = HeadState(settings=settings, sio=sio)
+    sio.register_namespace(WorkspaceNamespace(state))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.mongo = open_client(uri)
+        db = state.db
+        await ensure_indexes(db)
+        state.authenticator_ = SessionAuthenticator(secret, db.sessions)
+        if settings.redis_url is not None:
+            state.redis = aioredis.from_url(settings.redis_url.reveal())
+        try:
+            yield
+        finally:
+            if state.redis is not None:
+                await state.redis.aclose()
+            await state.mongo.close()
+
+    api = FastAPI(title="indexer head", lifespan=lifespan)
+    api.state.head = state
+    api.add_middleware(
+        CORSMiddleware,
+        allow_origins=[settings.web_app_url],
+        allow_credentials=True,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "Authorization"],
+    )
+    api.add_exception_handler(StorageError, _storage_unavailable)
+    api.add_exception_handler(PyMongoError, _storage_unavailable)
+    for module in (health, workspaces, events):
+        api.include_router(module.router)
+    return socketio.ASGIApp(sio, other_asgi_app=api)
+
+
+async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    logger.warning("storage unavailable: %s", type(exc).__name__)
+    return JSONResponse({"detail": "Storage unavailable"}, status_code=503)

@@ -1,0 +1,45 @@
+"""FastAPI dependencies: the head's state, the signed-in user, bearer checks."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from core.errors import AuthError
+from core.settings import Secret
+from head.session_auth import SessionIdentity
+from head.state import HeadState
+
+
+def get_state(request: Request) -> HeadState:
+    state: HeadState = request.app.state.head
+    return state
+
+
+State = Annotated[HeadState, Depends(get_state)]
+
+
+async def get_identity(request: Request, state: State) -> SessionIdentity:
+    """The session of the request's NextAuth cookie; 401 with the spec's message otherwise."""
+    try:
+        return await state.authenticator.authenticate(request.cookies)
+    except AuthError as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, exc.message) from None
+
+
+Identity = Annotated[SessionIdentity, Depends(get_identity)]
+
+
+def check_bearer(request: Request, expected: Secret | None) -> None:
+    """Constant-time bearer check: 401 without a token, 403 with a wrong one."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "Bearer token required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if expected is None or not hmac.compare_digest(token.encode(), expected.reveal().encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Invalid token")

@@ -1,0 +1,1 @@
+"""REST routes of the head, one module per area."""

@@ -1,0 +1,44 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from core.db import ping
+from core.errors import StorageError
+from head.deps import State
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: State) -> JSONResponse:
+    """Every dependency answers: MongoDB always, Redis when configured.
+
+    503 names the failing dependency.
+    """
+    checks: dict[str, str] = {}
+    try:
+        await ping(state.db)
+        checks["mongodb"] = "ok"
+    except StorageError:
+        checks["mongodb"] = "unavailable"
+    if state.redis is not None:
+        try:
+            await state.redis.ping()
+            checks["redis"] = "ok"
+        except (RedisError, OSError):
+            checks["redis"] = "unavailable"
+    failing = [name for name, result in checks.items() if result != "ok"]
+    body = {"status": "ready" if not failing else "unavailable", "checks": checks}
+    if failing:
+        body["failing"] = failing
+    return JSONResponse(body, status_code=503 if failing else 200)

@@ -1,0 +1,77 @@
+"""Turns a browser's cookies into a user id, the way NextAuth's `getToken` would.
+
+JWT sessions (next-auth v4 and Auth.js v5) are decrypted locally; any other cookie value is
+a database session token, looked up in the `sessions` collection that the NextAuth MongoDB
+adapter writes. Every failure is an AuthError whose `message` is the spec's exact text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
+
+from core.db import Document
+from core.errors import AuthenticationFailed, AuthenticationRequired
+from core.settings import Secret
+from head.nextauth import decode_session_token, is_jwe, read_session_cookie
+
+# Database session tokens are UUIDs or random hex; anything far longer is not one of ours.
+MAX_DATABASE_TOKEN_CHARS = 256
+
+
+@dataclass(frozen=True)
+class SessionIdentity:
+    """Who a connection belongs to, and until when (epoch seconds, None if unknown)."""
+
+    user_id: str
+    expires_at: float | None
+
+
+class SessionAuthenticator:
+    """Validates NextAuth sessions against one secret and one `sessions` collection."""
+
+    def __init__(self, secret: Secret, sessions: AsyncCollection[Document]) -> None:
+        self._secret = secret
+        self._sessions = sessions
+
+    async def authenticate(self, cookies: Mapping[str, str]) -> SessionIdentity:
+        """Return the session's identity.
+
+        Raises:
+            AuthenticationRequired: no cookie, bad or expired token, no `sub`.
+            AuthenticationFailed: the session store could not be read.
+        """
+        cookie = read_session_cookie(cookies)
+        if cookie is None:
+            raise AuthenticationRequired("no_cookie")
+        if is_jwe(cookie.value):
+            claims = decode_session_token(cookie, self._secret.reveal(), now=time.time())
+            exp = claims.get("exp")
+            return SessionIdentity(str(claims["sub"]), float(exp) if _is_number(exp) else None)
+        return await self._database_session(cookie.value)
+
+    async def _database_session(self, token: str) -> SessionIdentity:
+        if not token or len(token) > MAX_DATABASE_TOKEN_CHARS:
+            raise AuthenticationRequired("invalid_token")
+        try:
+            record = await self._sessions.find_one(
+                {"sessionToken": token}, {"userId": 1, "expires": 1}
+            )
+        except PyMongoError as exc:
+            raise AuthenticationFailed("session_store_unavailable") from exc
+        if record is None or record.get("userId") is None:
+            raise AuthenticationRequired("unknown_session")
+        expires = record.get("expires")
+        expires_at = expires.timestamp() if isinstance(expires, datetime) else None
+        if expires_at is not None and expires_at <= time.time():
+            raise AuthenticationRequired("expired")
+        return SessionIdentity(str(record["userId"]), expires_at)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,257 @@
+"""Real services for the tests: a MongoDB-protocol server, heads on uvicorn, Redis, clients.
+
+MongoDB: the embedded SecantusDB (in-memory) per test session, or a real `mongod` when
+MONGODB_URI is set; each test gets a database of its own. Heads run the real app with its
+lifespan in uvicorn, in a thread with its own event loop (as httpx's own tests do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+import uvicorn
+from pymongo import AsyncMongoClient
+
+from core.db import Document, open_client
+from core.embedded_mongo import EmbeddedMongo
+from core.settings import Secret, Settings
+from head.app import create_app
+from head.nextauth import encode_session_token
+
+WEB_APP_URL = "http://web.example.test"
+SERVICE_TIMEOUT_S = 20.0
+EVENT_TIMEOUT_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll a condition until it holds; fail naming `what` when it never does."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def expected_errors() -> list[str]:
+    """Substrings of error log lines a test provokes on purpose (it appends to this list)."""
+    return []
+
+
+@pytest.fixture(autouse=True)
+def no_errors_logged(
+    caplog: pytest.LogCaptureFixture, expected_errors: list[str]
+) -> Iterator[None]:
+    """Client input must never put an error or a traceback in a server's log."""
+    caplog.set_level(logging.WARNING)
+    yield
+    records = caplog.get_records("setup") + caplog.get_records("call")
+    errors = [
+        r for r in records
+        if (r.levelno >= logging.ERROR or r.exc_info)
+        and not any(expected in r.getMessage() for expected in expected_errors)
+    ]
+    assert not errors, [f"{r.name}: {r.getMessage()}" for r in errors]
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("MONGODB_URI")
+    if external:
+        yield external
+        return
+    with EmbeddedMongo(tmp_path_factory.mktemp("mongo"), in_memory=True) as server:
+        yield server.uri
+
+
+@pytest.fixture
+def settings(mongo_uri: str) -> Settings:
+    """Settings of one test: its own database and NextAuth secret."""
+    port = free_port()
+    return Settings(
+        mongodb_uri=Secret(mongo_uri),
+        mongodb_db=f"t_{uuid.uuid4().hex[:12]}",
+        nextauth_secret=Secret(secrets.token_urlsafe(32)),
+        web_app_url=WEB_APP_URL,
+        port=port,
+        head_url=f"http://127.0.0.1:{port}",
+    )
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Any]:
+    client: AsyncMongoClient[Document] = open_client(settings.mongodb_uri.reveal())  # type: ignore[union-attr]
+    try:
+        yield client[settings.mongodb_db]
+        await client.drop_database(settings.mongodb_db)
+    finally:
+        await client.close()
+
+
+class HeadServer:
+    """One head (the real app, with its lifespan) served by uvicorn in a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = f"http://127.0.0.1:{settings.port}"
+        self.app = create_app(settings)
+        self.state = self.app.other_asgi_app.state.head
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=settings.port,
+            log_level="warning", lifespan="on",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> HeadServer:
+        self._thread.start()
+        wait_until(lambda: self._server.started or not self._thread.is_alive(),
+                   SERVICE_TIMEOUT_S, "the head to start")
+        if not self._server.started:
+            raise RuntimeError("the head failed to start")
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(SERVICE_TIMEOUT_S)
+
+
+@pytest.fixture
+def start_head() -> Iterator[Callable[[Settings], HeadServer]]:
+    started: list[HeadServer] = []
+
+    def start(settings: Settings) -> HeadServer:
+        head = HeadServer(settings).start()
+        started.append(head)
+        return head
+
+    yield start
+    for head in started:
+        head.stop()
+
+
+@pytest.fixture
+def head(settings: Settings, start_head: Callable[[Settings], HeadServer]) -> HeadServer:
+    return start_head(settings)
+
+
+@pytest.fixture
+def session_cookie(settings: Settings) -> Callable[..., str]:
+    """Mint a next-auth v4 session cookie header value for a user id."""
+
+    def mint(user_id: str | None, *, expires_in_s: int = 3600,
+             cookie_name: str = "next-auth.session-token") -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {"iat": now, "exp": now + expires_in_s, "jti": uuid.uuid4().hex}
+        if user_id is not None:
+            claims["sub"] = user_id
+        secret = settings.nextauth_secret.reveal()  # type: ignore[union-attr]
+        token = encode_session_token(claims, secret, cookie_name=cookie_name)
+        return f"{cookie_name}={token}"
+
+    return mint
+
+
+@dataclass
+class RecordingClient:
+    """A python-socketio AsyncClient that records every event it receives, in order."""
+
+    client: socketio.AsyncClient
+    queue: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
+    connect_errors: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+
+    async def next_event(self, timeout_s: float = EVENT_TIMEOUT_S) -> tuple[str, Any]:
+        return await asyncio.wait_for(self.queue.get(), timeout_s)
+
+    async def expect(self, event: str, timeout_s: float = EVENT_TIMEOUT_S) -> Any:
+        name, data = await self.next_event(timeout_s)
+        assert name == event, f"expected {event}, got {name} {data!r}"
+        return data
+
+    async def join(self, workspace_id: str) -> Any:
+        await self.client.emit("workspace:join", {"workspaceId": workspace_id})
+        return await self.expect("workspace:joined")
+
+
+@pytest.fixture
+async def connect_client() -> AsyncIterator[Callable[..., Any]]:
+    """Connect recording clients with a cookie; all are disconnected at teardown."""
+    clients: list[socketio.AsyncClient] = []
+
+    async def connect(url: str, cookie: str | None, *, transport: str = "websocket") -> RecordingClient:
+        client = socketio.AsyncClient(reconnection=False)
+        recording = RecordingClient(client)
+
+        @client.on("*")
+        async def any_event(event: str, data: Any = None) -> None:
+            await recording.queue.put((event, data))
+
+        @client.event
+        async def connect_error(data: Any) -> None:
+            await recording.connect_errors.put(data)
+
+        headers = {"Cookie": cookie} if cookie else {}
+        clients.append(client)
+        try:
+            await client.connect(url, headers=headers, transports=[transport],
+                                 wait_timeout=EVENT_TIMEOUT_S)
+        except socketio.exceptions.ConnectionError:
+            pass
+        return recording
+
+    yield connect
+    for client in clients:
+        if client.connected:
+            await client.disconnect()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], str]]:
+    """Start real redis-server processes on free ports; returns a factory of URLs."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (the README's test command installs it)")
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> str:
+        port = free_port()
+        workdir: Path = tmp_path_factory.mktemp("redis")
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        processes.append(process)
+        wait_until(lambda: _tcp_open(port), SERVICE_TIMEOUT_S, "redis-server")
+        return f"redis://127.0.0.1:{port}/0"
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(SERVICE_TIMEOUT_S)
+
+
+def _tcp_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -1,0 +1,107 @@
+"""The publishing path: events reach the workspace's room, only it, through one head or many."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core.errors import IndexerError
+from core.publisher import HttpEventPublisher, PublishError, make_publisher
+from core.settings import Secret
+from core.workspaces import create_workspace
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.asyncio
+
+PROGRESS = {"phase": "render", "docsDone": 1, "docsTotal": 3, "pagesDone": 10, "pagesTotal": 50}
+
+
+async def two_workspaces(db: Any) -> tuple[str, str]:
+    first = await create_workspace(db, name="A", owner_id="alice", member_ids=["bob"])
+    second = await create_workspace(db, name="B", owner_id="carol", member_ids=[])
+    return str(first), str(second)
+
+
+async def test_room_members_get_events_and_nobody_else(
+    head, db, session_cookie, connect_client
+) -> None:
+    room_a, room_b = await two_workspaces(db)
+    alice = await connect_client(head.url, session_cookie("alice"))
+    bob = await connect_client(head.url, session_cookie("bob"))
+    carol = await connect_client(head.url, session_cookie("carol"))
+    await alice.join(room_a)
+    await bob.join(room_a)
+    await carol.join(room_b)
+    publisher = make_publisher(head.settings)
+    try:
+        await publisher.publish(room_a, "index:started", {})
+        await publisher.publish(room_a, "index:progress", PROGRESS)
+        await publisher.publish(room_a, "index:ready", {"pageCount": 50})
+        # marker for carol: had she received room A's events they would arrive before it
+        await publisher.publish(room_b, "index:failed", {"error": "marker", "phase": "fetch"})
+    finally:
+        await publisher.aclose()
+    for client in (alice, bob):
+        assert await client.next_event() == ("index:started", {})
+        assert await client.next_event() == ("index:progress", PROGRESS)
+        assert await client.next_event() == ("index:ready", {"pageCount": 50})
+    assert await carol.next_event() == ("index:failed", {"error": "marker", "phase": "fetch"})
+
+
+async def test_left_clients_stop_receiving(head, db, session_cookie, connect_client) -> None:
+    room_a, _ = await two_workspaces(db)
+    alice = await connect_client(head.url, session_cookie("alice"))
+    await alice.join(room_a)
+    await alice.client.emit("workspace:leave", {"workspaceId": room_a})
+    await alice.expect("workspace:left")
+    publisher = make_publisher(head.settings)
+    try:
+        await publisher.publish(room_a, "index:started", {})
+    finally:
+        await publisher.aclose()
+    # ask the head something: its answer would queue after any stray event
+    await alice.client.emit("workspace:join", "ping")
+    assert (await alice.next_event())[0] == "error"
+
+
+async def test_publisher_validates_at_the_source(head) -> None:
+    publisher = make_publisher(head.settings)
+    try:
+        with pytest.raises(ValueError, match="index:progress"):
+            await publisher.publish("a", "index:progress", {"phase": "render"})
+        with pytest.raises(ValueError, match="unknown event"):
+            await publisher.publish("a", "workspace:joined", {})
+    finally:
+        await publisher.aclose()
+
+
+async def test_publisher_with_wrong_token_is_refused(head) -> None:
+    publisher = HttpEventPublisher(head.url, "wrong", timeout_s=5)
+    try:
+        with pytest.raises(PublishError, match="403"):
+            await publisher.publish("a", "index:started", {})
+    finally:
+        await publisher.aclose()
+
+
+async def test_publisher_fails_fast_when_head_is_down(settings) -> None:
+    down = settings.with_overrides(head_url=f"http://127.0.0.1:{free_port()}")
+    publisher = make_publisher(down, timeout_s=1)
+    try:
+        with pytest.raises(PublishError, match="head unreachable"):
+            await publisher.publish("a", "index:started", {})
+    finally:
+        await publisher.aclose()
+    assert issubclass(PublishError, IndexerError)
+
+
+async def test_redis_publisher_fails_when_redis_is_down(settings, expected_errors) -> None:
+    expected_errors.append("Cannot publish to redis")
+    down = settings.with_overrides(redis_url=Secret(f"redis://127.0.0.1:{free_port()}/0"))
+    publisher = make_publisher(down, timeout_s=1)
+    try:
+        with pytest.raises(PublishError):
+            await publisher.publish("a", "index:started", {})
+    finally:
+        await publisher.aclose()
