@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -73,6 +74,42 @@ def _workspace_show(args: argparse.Namespace, settings: Settings) -> int:
     return _with_db(settings, work)
 
 
+def _add(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.documents import add_document
+
+    async def work(db: Any) -> int:
+        if await find_workspace(db, args.workspace_id) is None:
+            print(f"indexer: no workspace {args.workspace_id!r}", file=sys.stderr)
+            return 1
+        failures = 0
+        for source in args.sources:
+            result = await add_document(
+                db, args.workspace_id, source, max_bytes=settings.max_document_bytes
+            )
+            if result.error:
+                failures += 1
+                print(f"{result.source}: refused: {result.error}", file=sys.stderr)
+            else:
+                print(f"{result.document_id} {result.source}")
+        return 1 if failures else 0
+
+    return _with_db(settings, work)
+
+
+def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.run import index_with_progress
+
+    with resolved_storage(settings) as ready:
+        summary = index_with_progress(ready, args.workspace_id, args.ray_address)
+    return 0 if summary.status == "succeeded" else 1
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.demo import run_demo
+
+    return run_demo(settings, [Path(p) for p in args.pdfs], port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indexer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
     show = ws_commands.add_parser("show", help="print a workspace's state as JSON")
     show.add_argument("workspace_id")
     show.set_defaults(handler=_workspace_show)
+
+    add = commands.add_parser("add", help="register documents (paths are stored in GridFS)")
+    add.add_argument("workspace_id")
+    add.add_argument("sources", nargs="+", metavar="PATH_OR_URL")
+    add.set_defaults(handler=_add)
+
+    index = commands.add_parser("index", help="index a workspace on Ray and wait for it")
+    index.add_argument("workspace_id")
+    index.add_argument("--ray-address", default=None, help="default: RAY_ADDRESS or a local Ray")
+    index.set_defaults(handler=_index)
+
+    demo = commands.add_parser("demo", help="index a demo workspace end to end, nothing to set up")
+    demo.add_argument("pdfs", nargs="*", metavar="PDF", help="default: a generated sample set")
+    demo.add_argument("--port", type=int, default=None, help="head port (default: PORT or 4000)")
+    demo.set_defaults(handler=_demo)
     return parser
 
 

@@ -87,3 +87,23 @@ def parse_object_id(value: object) -> ObjectId | None:
     if isinstance(value, str) and ObjectId.is_valid(value) and len(value) == 24:
         return ObjectId(value)
     return None
+
+
+class LazyDatabase:
+    """A database handle for a Ray actor: the client is opened on first use, inside the
+    actor's own event loop (an AsyncMongoClient belongs to the loop that first uses it)."""
+
+    def __init__(self, uri: str, name: str) -> None:
+        self._uri = uri
+        self._name = name
+        self._client: AsyncMongoClient[Document] | None = None
+
+    def get(self) -> AsyncDatabase[Document]:
+        if self._client is None:
+            self._client = open_client(self._uri)
+        return self._client[self._name]
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

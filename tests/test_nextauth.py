@@ -333,6 +333,7 @@ def test_npm_token_expired_within_leeway_is_accepted(mint: Mint) -> None:
     [
         (NOW - 10, True),
         (NOW - CLOCK_LEEWAY_S + 1, True),
+        (NOW - CLOCK_LEEWAY_S + 0.5, True),  # jose compares against whole seconds
         (NOW - CLOCK_LEEWAY_S, False),  # jose: exp <= now - tolerance is expired
         (NOW - CLOCK_LEEWAY_S - 1, False),
         (NOW - 3600, False),
@@ -435,6 +436,26 @@ def test_huge_cookie_is_refused_quickly(value: str) -> None:
     assert time.perf_counter() - started < 0.5
 
 
+def test_size_cap_applies_to_authentic_tokens_too() -> None:
+    """Anything longer than MAX_TOKEN_CHARS is refused unread (Node's default header
+    limit is 16 KB, so no real session cookie is that long)."""
+    small = ours(V5, blob="")
+    padding = "p" * ((MAX_TOKEN_CHARS - len(small)) * 3 // 4 - 64)
+    under = ours(V5, blob=padding)
+    assert MAX_TOKEN_CHARS - 200 < len(under) <= MAX_TOKEN_CHARS
+    assert decode_session_token(SessionCookie(V5, under), SECRET, now=NOW)["blob"] == padding
+    over = ours(V5, blob=padding + "p" * 200)
+    assert len(over) > MAX_TOKEN_CHARS
+    assert rejected(V5, over) == "invalid_token"
+
+
+def test_dir_token_with_an_encrypted_key_is_refused() -> None:
+    """With `alg: dir` the key segment must be empty, as jose insists."""
+    parts = ours(V4).split(".")
+    parts[1] = base64.urlsafe_b64encode(b"k" * 32).rstrip(b"=").decode()
+    assert rejected(V4, ".".join(parts)) == "invalid_token"
+
+
 def test_secret_must_not_be_empty() -> None:
     with pytest.raises(ValueError, match="secret"):
         derive_key("", V4)
@@ -502,8 +523,10 @@ def test_gap_falls_back_to_the_next_name() -> None:
 
 
 def test_preference_order() -> None:
-    cookies = {name: f"value-of-{name}" for name in SESSION_COOKIE_NAMES}
-    for expected in SESSION_COOKIE_NAMES:
+    order = (V5_SECURE, V5, V4_SECURE, V4)
+    assert order == SESSION_COOKIE_NAMES
+    cookies = {name: f"value-of-{name}" for name in reversed(order)}
+    for expected in order:
         assert read_session_cookie(cookies) == SessionCookie(expected, f"value-of-{expected}")
         del cookies[expected]
     assert read_session_cookie(cookies) is None

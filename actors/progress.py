@@ -1,0 +1,162 @@
+"""The ProgressAggregator: the one writer of a run's progress, and its voice to browsers.
+
+Actors report every page here (fire and forget). The aggregator applies the throttle,
+writes `indexProgress` to the workspace in MongoDB, then publishes the event through the
+head's publishing path. A sender task does the I/O in order, so workers never wait on it,
+and a head that is down only costs dropped notifications: MongoDB still has the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+from bson import ObjectId
+
+from actors.run_progress import ProgressThrottle, RunProgress, progress_key
+from core.db import LazyDatabase
+from core.publisher import EventPublisher, PublishError, make_publisher
+from core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 0.5
+DRAIN_TIMEOUT_S = 30.0
+
+
+@ray.remote(num_cpus=0, max_restarts=0)
+class ProgressAggregator:
+    """One per run. Resources: none (I/O only). Concurrency: async, many calls interleave at
+    awaits; state changes happen between them. Not restarted: a lost aggregator fails the run
+    (the driver sees it), and the run can be started again, resuming from MongoDB."""
+
+    def __init__(self, settings: Settings, workspace_id: str) -> None:
+        self._settings = settings
+        self._workspace_id = workspace_id
+        self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
+        self._progress = RunProgress()
+        self._throttle = ProgressThrottle()
+        self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._publisher: EventPublisher | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.events_sent: dict[str, int] = {}
+
+    async def start(self, docs_total: int) -> None:
+        self._progress.docs_total = docs_total
+        self._progress.started_at = time.monotonic()
+        self._publisher = make_publisher(self._settings)
+        self._tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._tick())]
+        await self._db.get().workspaces.update_one(
+            {"_id": ObjectId(self._workspace_id)}, {"$set": {"indexStatus": "indexing"}}
+        )
+        self._outbox.put_nowait(("index:started", {}))
+        self._maybe_update()
+
+    def document_fetched(self, document_id: str, pages: int, already_done: int) -> None:
+        self._progress.document_fetched(document_id, pages, already_done=already_done)
+        self._maybe_update()
+
+    def document_failed(self, document_id: str) -> None:
+        self._progress.document_failed(document_id)
+        self._maybe_update()
+
+    def record(self, phase: str, document_id: str, pages: int) -> None:
+        self._progress.record(phase, document_id, pages)
+        self._maybe_update()
+
+    def pages_done(self, document_id: str, pages: int) -> None:
+        self._progress.pages_finished(document_id, pages)
+        self._maybe_update()
+
+    def set_phase(self, phase: str) -> None:
+        self._progress.late_phase = phase
+        self._maybe_update()
+
+    def snapshot(self) -> dict[str, Any]:
+        return self._progress.payload(time.monotonic())
+
+    async def finish(self, page_count: int) -> dict[str, int]:
+        """Last progress, then `index:ready`; waits (bounded) until both were handed over."""
+        self._progress.late_phase = "finalize"
+        self._queue_update(time.monotonic(), status="ready", page_count=page_count)
+        self._outbox.put_nowait(("index:ready", {"pageCount": page_count}))
+        return await self._close()
+
+    async def fail(self, error: str, phase: str) -> dict[str, int]:
+        """`index:failed {error, phase}` as the last event of the run."""
+        await self._db.get().workspaces.update_one(
+            {"_id": ObjectId(self._workspace_id)},
+            {"$set": {"indexStatus": "failed", "indexError": error,
+                      "indexProgress.updatedAt": datetime.now(UTC)}},
+        )
+        self._outbox.put_nowait(("index:failed", {"error": error, "phase": phase}))
+        return await self._close()
+
+    def _maybe_update(self) -> None:
+        now = time.monotonic()
+        progress = self._progress
+        if self._throttle.due(now, progress.pages_done, progress.phase, progress_key(progress)):
+            self._queue_update(now)
+
+    def _queue_update(self, now: float, status: str | None = None, page_count: int = 0) -> None:
+        progress = self._progress
+        self._throttle.sent(now, progress.pages_done, progress.phase, progress_key(progress))
+        payload = progress.payload(now)
+        payload["_status"] = status
+        payload["_pageCount"] = page_count
+        self._outbox.put_nowait(("index:progress", payload))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self._maybe_update()
+
+    async def _send_loop(self) -> None:
+        while True:
+            event, payload = await self._outbox.get()
+            try:
+                if event == "index:progress":
+                    payload = await self._persist(payload)
+                await self._publish(event, payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad update must not stop the ones after it
+                logger.exception("progress update %s failed", event)
+            finally:
+                self._outbox.task_done()
+
+    async def _persist(self, payload: dict[str, Any]) -> dict[str, Any]:
+        status = payload.pop("_status")
+        page_count = payload.pop("_pageCount")
+        fields: dict[str, Any] = {
+            "indexProgress": {**payload, "updatedAt": datetime.now(UTC)},
+        }
+        if status is not None:
+            fields.update(indexStatus=status, pageCount=page_count, indexError=None)
+        await self._db.get().workspaces.update_one(
+            {"_id": ObjectId(self._workspace_id)}, {"$set": fields}
+        )
+        return payload
+
+    async def _publish(self, event: str, payload: dict[str, Any]) -> None:
+        assert self._publisher is not None
+        try:
+            await self._publisher.publish(self._workspace_id, event, payload)
+            self.events_sent[event] = self.events_sent.get(event, 0) + 1
+        except PublishError as exc:
+            logger.warning("event %s not delivered: %s", event, exc)
+
+    async def _close(self) -> dict[str, int]:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.join(), DRAIN_TIMEOUT_S)
+        for task in self._tasks:
+            task.cancel()
+        if self._publisher is not None:
+            await self._publisher.aclose()
+        await self._db.close()
+        return dict(self.events_sent)

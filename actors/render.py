@@ -1,0 +1,77 @@
+"""Render phase: a PNG preview of each page, stored in GridFS, referenced from `pages.image`."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+from gridfs import AsyncGridFSBucket
+
+from actors.pdf import PAGES_BUCKET, OpenDocuments
+from core.db import LazyDatabase
+from core.errors import DocumentError
+from core.settings import Settings
+
+# A 20,000 x 20,000 pt page at 72 dpi would be a 1.2 GB pixmap: previews are capped.
+MAX_PREVIEW_PIXELS = 4_000_000
+
+
+def preview_dpi(width_pt: float, height_pt: float, dpi: int) -> int:
+    """The requested DPI, lowered so the preview stays under MAX_PREVIEW_PIXELS."""
+    pixels = (width_pt * dpi / 72) * (height_pt * dpi / 72)
+    if pixels <= MAX_PREVIEW_PIXELS:
+        return dpi
+    return max(1, int(dpi * math.sqrt(MAX_PREVIEW_PIXELS / pixels)))
+
+
+@ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3)
+class RenderActor:
+    """Render phase. Resources: half a CPU. Concurrency: one call at a time.
+    Retries: restarted and retried by Ray. Idempotency key: (document, page); the preview's
+    GridFS file is named `{document}/{sha256}/{page}.png` and reused when present."""
+
+    def __init__(self, settings: Settings, aggregator: Any) -> None:
+        self._dpi = settings.render_dpi
+        self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
+        self._documents = OpenDocuments()
+        self._aggregator = aggregator
+
+    async def render(
+        self, workspace_id: str, document_id: str, gridfs_id: str, sha256: str, page_nos: list[int]
+    ) -> list[int]:
+        db = self._db.get()
+        document = await self._documents.get(db, gridfs_id)
+        bucket = AsyncGridFSBucket(db, bucket_name=PAGES_BUCKET)
+        for page_no in page_nos:
+            image = await self._render_page(bucket, document, document_id, sha256, page_no)
+            await db.pages.update_one(
+                {"documentId": document_id, "pageNo": page_no},
+                {"$set": {"workspaceId": workspace_id, "sha256": sha256, "image": image,
+                          "renderedAt": datetime.now(UTC)},
+                 "$setOnInsert": {"done": False}},
+                upsert=True,
+            )
+        self._aggregator.record.remote("render", document_id, len(page_nos))
+        return page_nos
+
+    async def _render_page(
+        self, bucket: AsyncGridFSBucket, document: Any, document_id: str, sha256: str,
+        page_no: int,
+    ) -> dict[str, Any]:
+        filename = f"{document_id}/{sha256}/{page_no}.png"
+        files = self._db.get()[f"{PAGES_BUCKET}.files"]
+        existing = await files.find_one({"filename": filename}, {"_id": 1, "metadata": 1})
+        if existing is not None:  # a retried call: the preview is already stored
+            return {"fileId": existing["_id"], **existing.get("metadata", {})}
+        page = document[page_no]
+        dpi = preview_dpi(page.rect.width, page.rect.height, self._dpi)
+        try:
+            pixmap = page.get_pixmap(dpi=dpi)
+            png = pixmap.tobytes("png")
+        except RuntimeError as exc:
+            raise DocumentError("render", f"page {page_no + 1} cannot be rendered: {exc}") from None
+        metadata = {"width": pixmap.width, "height": pixmap.height, "dpi": dpi}
+        file_id = await bucket.upload_from_stream(filename, png, metadata=metadata)
+        return {"fileId": file_id, **metadata}

@@ -1,0 +1,283 @@
+"""One indexing run: wires the actors together, pipelines pages, records the job.
+
+Per-page phases are pipelined: each page batch goes render → analyze → embed through its
+own actor pool, and a bounded number of batches is in flight at once, so page 40 renders
+while page 3 embeds and memory stays flat whatever the workspace size. A document that
+fails is marked failed alone; only a failure of the run itself ends in `index:failed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+from bson import ObjectId
+from pymongo.asynchronous.database import AsyncDatabase
+
+from actors.analyze import AnalyzeActor
+from actors.embed import EmbedActor
+from actors.fetch import FetchActor, FetchedDocument
+from actors.layout import CHUNK_OVERLAP_WORDS, CHUNK_WORDS
+from actors.ontology import OntologyActor
+from actors.pool import PAGE_BATCH, ActorPool, PoolPlan, plan_pools
+from actors.progress import ProgressAggregator
+from actors.render import RenderActor
+from cluster.ray_runtime import cluster_size
+from core.db import Document, open_client, require_uri
+from core.errors import DocumentError, RunError
+from core.settings import Settings
+from core.workspaces import find_workspace
+
+PIPELINE_VERSION = 1
+
+
+def settings_hash(settings: Settings) -> str:
+    """What makes an index of a document reusable: same model, DPI and chunking rules."""
+    key = {"v": PIPELINE_VERSION, "model": settings.embed_model, "dpi": settings.render_dpi,
+           "chunk": [CHUNK_WORDS, CHUNK_OVERLAP_WORDS]}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class RunSummary:
+    """What the CLI prints at the end and the `jobs` document records."""
+
+    job_id: str
+    status: str
+    documents: int = 0
+    failed_documents: dict[str, str] = field(default_factory=dict)
+    skipped_documents: int = 0
+    pages: int = 0
+    chunks: int = 0
+    concepts: int = 0
+    seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class _Pools:
+    fetch: ActorPool
+    render: ActorPool
+    analyze: ActorPool
+    embed: ActorPool
+    ontology: Any
+    aggregator: Any
+
+    def all_actors(self) -> list[Any]:
+        actors = [*self.fetch.actors, *self.render.actors, *self.analyze.actors]
+        return [*actors, *self.embed.actors, self.ontology, self.aggregator]
+
+
+class _PhaseClock:
+    """Busy time per phase: wall time during which at least one call of the phase ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._running: dict[str, int] = {}
+        self._since: dict[str, float] = {}
+
+    def enter(self, phase: str) -> None:
+        if self._running.get(phase, 0) == 0:
+            self._since[phase] = time.monotonic()
+        self._running[phase] = self._running.get(phase, 0) + 1
+
+    def leave(self, phase: str) -> None:
+        self._running[phase] -= 1
+        if self._running[phase] == 0:
+            elapsed = time.monotonic() - self._since[phase]
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + elapsed
+
+
+def create_pools(settings: Settings, workspace_id: str, plan: PoolPlan) -> _Pools:
+    aggregator = ProgressAggregator.remote(settings, workspace_id)
+    fingerprint = settings_hash(settings)
+    embed = EmbedActor.options(num_cpus=plan.embed_cpus, num_gpus=plan.embed_gpus)
+    return _Pools(
+        fetch=ActorPool([FetchActor.remote(settings, fingerprint)
+                         for _ in range(plan.fetch_actors)]),
+        render=ActorPool([RenderActor.options(num_cpus=plan.render_cpus).remote(settings, aggregator)
+                          for _ in range(plan.render_actors)]),
+        analyze=ActorPool([AnalyzeActor.options(num_cpus=plan.analyze_cpus).remote(
+            settings, aggregator) for _ in range(plan.analyze_actors)]),
+        embed=ActorPool([embed.remote(settings, aggregator, plan.embed_threads)
+                         for _ in range(plan.embed_actors)]),
+        ontology=OntologyActor.options(num_cpus=plan.ontology_cpus).remote(settings),
+        aggregator=aggregator,
+    )
+
+
+class IndexRun:
+    """One run of one workspace; `execute` returns its summary."""
+
+    def __init__(self, settings: Settings, workspace_id: str, db: AsyncDatabase[Document],
+                 pools: _Pools, plan: PoolPlan) -> None:
+        self._settings = settings
+        self._workspace_id = workspace_id
+        self._db = db
+        self._pools = pools
+        self._plan = plan
+        self._in_flight = asyncio.Semaphore(plan.max_batches_in_flight)
+        self._clock = _PhaseClock()
+        self._failed: dict[str, str] = {}
+        self._skipped = 0
+        self._phase = "fetch"
+
+    async def execute(self, job_id: str) -> RunSummary:
+        started = time.monotonic()
+        documents = await self._db.documents.find({"workspaceId": self._workspace_id}).to_list()
+        aggregator = self._pools.aggregator
+        await aggregator.start.remote(len(documents))
+        try:
+            await asyncio.gather(*(self._index_document(d) for d in documents))
+            self._phase = "ontology"
+            aggregator.set_phase.remote("ontology")
+            self._clock.enter("ontology")
+            concepts = await self._pools.ontology.build.remote(self._workspace_id)
+            self._clock.leave("ontology")
+            self._phase = "finalize"
+            aggregator.set_phase.remote("finalize")
+            page_count, chunks = await self._counts()
+        except Exception as exc:
+            error = exc.message if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
+            events = await aggregator.fail.remote(error, self._phase)
+            return self._summary(job_id, "failed", documents, started, events, error=error)
+        events = await aggregator.finish.remote(page_count)
+        summary = self._summary(job_id, "succeeded", documents, started, events)
+        summary.pages, summary.chunks, summary.concepts = page_count, chunks, concepts
+        return summary
+
+    def _summary(self, job_id: str, status: str, documents: list[Document], started: float,
+                 events: dict[str, int], error: str | None = None) -> RunSummary:
+        return RunSummary(
+            job_id=job_id, status=status, documents=len(documents),
+            failed_documents=dict(self._failed), skipped_documents=self._skipped,
+            seconds=time.monotonic() - started, phase_seconds=dict(self._clock.seconds),
+            events=events, error=error,
+        )
+
+    async def _counts(self) -> tuple[int, int]:
+        cursor = self._db.documents.find(
+            {"workspaceId": self._workspace_id, "status": {"$in": ["indexed", "partial"]}},
+            {"pageCount": 1},
+        )
+        page_count = sum([int(d.get("pageCount", 0)) async for d in cursor])
+        chunks = await self._db.chunks.count_documents({"workspaceId": self._workspace_id})
+        return page_count, chunks
+
+    async def _index_document(self, document: Document) -> None:
+        document_id = str(document["_id"])
+        try:
+            self._clock.enter("fetch")
+            try:
+                fetched: FetchedDocument = await self._pools.fetch.call("fetch", document)
+            finally:
+                self._clock.leave("fetch")
+            if fetched.skipped:
+                self._skipped += 1
+                self._pools.aggregator.document_fetched.remote(
+                    document_id, fetched.page_count, fetched.page_count)
+                return
+            await self._index_pages(fetched)
+        except DocumentError as exc:
+            await self._document_failed(document_id, exc)
+            return
+        await self._document_indexed(fetched)
+
+    async def _index_pages(self, fetched: FetchedDocument) -> None:
+        done = set(await self._db.pages.distinct("pageNo", {
+            "documentId": fetched.document_id, "sha256": fetched.sha256, "done": True}))
+        self._pools.aggregator.document_fetched.remote(
+            fetched.document_id, fetched.page_count, len(done))
+        todo = [p for p in range(fetched.page_count) if p not in done]
+        tasks: list[asyncio.Task[None]] = []
+        for start in range(0, len(todo), PAGE_BATCH):
+            if fetched.document_id in self._failed:
+                break
+            await self._in_flight.acquire()
+            batch = todo[start:start + PAGE_BATCH]
+            tasks.append(asyncio.create_task(self._run_batch(fetched, batch)))
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _run_batch(self, fetched: FetchedDocument, pages: list[int]) -> None:
+        args = (self._workspace_id, fetched.document_id, fetched.gridfs_id, fetched.sha256, pages)
+        try:
+            await self._timed("render", self._pools.render.call("render", *args))
+            chunks = await self._timed("analyze", self._pools.analyze.call("analyze", *args))
+            await self._timed("embed", self._pools.embed.call(
+                "embed", fetched.document_id, pages, chunks))
+        finally:
+            self._in_flight.release()
+
+    async def _timed(self, phase: str, call: Any) -> Any:
+        self._clock.enter(phase)
+        try:
+            return await call
+        finally:
+            self._clock.leave(phase)
+
+    async def _document_failed(self, document_id: str, exc: DocumentError) -> None:
+        if document_id in self._failed:
+            return
+        self._failed[document_id] = exc.message
+        await self._db.documents.update_one(
+            {"_id": ObjectId(document_id)},
+            {"$set": {"status": "failed", "error": exc.message, "failedPhase": exc.phase}},
+        )
+        self._pools.aggregator.document_failed.remote(document_id)
+
+    async def _document_indexed(self, fetched: FetchedDocument) -> None:
+        await self._db.documents.update_one(
+            {"_id": ObjectId(fetched.document_id)},
+            {"$set": {"status": "partial" if fetched.warning else "indexed",
+                      "indexedSha256": fetched.sha256, "indexedAt": datetime.now(UTC)}},
+        )
+
+
+async def run_index(
+    settings: Settings, workspace_id: str, *,
+    on_start: Callable[[Any], None] | None = None,
+) -> RunSummary:
+    """Index a workspace on the connected Ray cluster; the `jobs` document records the run."""
+    client = open_client(require_uri(settings))
+    try:
+        db = client[settings.mongodb_db]
+        if await find_workspace(db, workspace_id) is None:
+            raise RunError("fetch", f"no workspace {workspace_id!r}")
+        plan = plan_pools(*cluster_size())
+        job = await db.jobs.insert_one({
+            "workspaceId": workspace_id, "status": "running", "startedAt": datetime.now(UTC),
+            "plan": plan.__dict__,
+        })
+        pools = create_pools(settings, workspace_id, plan)
+        if on_start is not None:
+            on_start(pools.aggregator)
+        try:
+            summary = await IndexRun(settings, workspace_id, db, pools, plan).execute(
+                str(job.inserted_id))
+        finally:
+            for actor in pools.all_actors():
+                ray.kill(actor)
+        await db.jobs.update_one({"_id": job.inserted_id}, {"$set": {
+            "status": summary.status, "endedAt": datetime.now(UTC), "seconds": summary.seconds,
+            "phaseSeconds": summary.phase_seconds, "error": summary.error,
+            "counts": {"documents": summary.documents, "pages": summary.pages,
+                       "chunks": summary.chunks, "concepts": summary.concepts,
+                       "skipped": summary.skipped_documents},
+            "failedDocuments": [{"documentId": k, "error": v}
+                                for k, v in summary.failed_documents.items()],
+        }})
+        return summary
+    finally:
+        await client.close()

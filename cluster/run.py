@@ -1,0 +1,54 @@
+"""Running one index from a terminal: Ray connection, progress bar, summary."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from cluster.driver import RunSummary, run_index
+from cluster.progress_bar import show_progress
+from cluster.ray_runtime import connect_ray
+from core.settings import Settings
+
+
+def format_summary(summary: RunSummary) -> str:
+    lines = [
+        f"run {summary.job_id}: {summary.status} in {summary.seconds:.1f}s",
+        f"  documents {summary.documents} (skipped unchanged {summary.skipped_documents}, "
+        f"failed {len(summary.failed_documents)})",
+        f"  pages {summary.pages}, chunks {summary.chunks}, concepts {summary.concepts}",
+    ]
+    for document_id, error in summary.failed_documents.items():
+        lines.append(f"  failed {document_id}: {error}")
+    pages = summary.pages
+    for phase, seconds in summary.phase_seconds.items():
+        rate = f", {pages / seconds:.1f} pages/s" if seconds > 0 and phase in (
+            "render", "analyze", "embed") else ""
+        lines.append(f"  {phase:<8} busy {seconds:.1f}s{rate}")
+    if summary.error:
+        lines.append(f"  error: {summary.error}")
+    return "\n".join(lines)
+
+
+def index_with_progress(settings: Settings, workspace_id: str, ray_address: str | None) -> RunSummary:
+    """Connect Ray, run the index with a progress bar on stderr, print the summary."""
+    connect_ray(ray_address or settings.ray_address)
+
+    async def main() -> RunSummary:
+        watchers: list[asyncio.Task[None]] = []
+
+        def on_start(aggregator: Any) -> None:
+            watchers.append(asyncio.create_task(show_progress(aggregator)))
+
+        try:
+            return await run_index(settings, workspace_id, on_start=on_start)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
+
+    summary = asyncio.run(main())
+    print(format_summary(summary))
+    return summary
