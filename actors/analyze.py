@@ -47,32 +47,51 @@ class AnalyzeActor:
             chunks = chunk_page(text, page_no)
             await db.pages.update_one(
                 {"documentId": document_id, "pageNo": page_no},
-                {"$set": {
-                    "workspaceId": workspace_id, "sha256": sha256, "text": text,
-                    "blocks": [b.as_document() for b in blocks],
-                    "headings": [b.text for b in blocks if b.heading],
-                    "chunkCount": len(chunks), "analyzedAt": datetime.now(UTC),
-                }, "$setOnInsert": {"done": False}},
+                {
+                    "$set": {
+                        "workspaceId": workspace_id,
+                        "sha256": sha256,
+                        "text": text,
+                        "blocks": [b.as_document() for b in blocks],
+                        "headings": [b.text for b in blocks if b.heading],
+                        "chunkCount": len(chunks),
+                        "analyzedAt": datetime.now(UTC),
+                    },
+                    "$setOnInsert": {"done": False},
+                },
                 upsert=True,
             )
             # A re-analysis that yields fewer chunks must not leave the old tail behind.
-            await db.chunks.delete_many({
-                "documentId": document_id,
-                "chunkNo": {"$gte": page_no * CHUNKS_PER_PAGE_LIMIT + len(chunks),
-                            "$lt": (page_no + 1) * CHUNKS_PER_PAGE_LIMIT},
-            })
+            await db.chunks.delete_many(
+                {
+                    "documentId": document_id,
+                    "chunkNo": {
+                        "$gte": page_no * CHUNKS_PER_PAGE_LIMIT + len(chunks),
+                        "$lt": (page_no + 1) * CHUNKS_PER_PAGE_LIMIT,
+                    },
+                }
+            )
             for chunk in chunks:
-                chunk_writes.append(UpdateOne(
-                    {"documentId": document_id, "chunkNo": chunk.chunk_no},
-                    {"$set": {
-                        "workspaceId": workspace_id, "sha256": sha256, "pageNo": page_no,
-                        "pages": [page_no], "start": chunk.start, "end": chunk.end,
-                        "text": chunk.text,
-                    }},
-                    upsert=True,
-                ))
-                to_embed.append({"documentId": document_id, "chunkNo": chunk.chunk_no,
-                                 "text": chunk.text})
+                chunk_writes.append(
+                    UpdateOne(
+                        {"documentId": document_id, "chunkNo": chunk.chunk_no},
+                        {
+                            "$set": {
+                                "workspaceId": workspace_id,
+                                "sha256": sha256,
+                                "pageNo": page_no,
+                                "pages": [page_no],
+                                "start": chunk.start,
+                                "end": chunk.end,
+                                "text": chunk.text,
+                            }
+                        },
+                        upsert=True,
+                    )
+                )
+                to_embed.append(
+                    {"documentId": document_id, "chunkNo": chunk.chunk_no, "text": chunk.text}
+                )
         if chunk_writes:
             await db.chunks.bulk_write(chunk_writes, ordered=False)
         self._aggregator.record.remote("analyze", document_id, len(page_nos))

@@ -2,7 +2,7 @@
 
 A candidate phrase is a run of one to three content words inside a sentence. It is
 normalised (lower case, a plural `s` dropped) into a stable concept id. Concepts that occur
-in at least two chunks are ranked by chunk frequency × phrase length bonus, ties broken by id.
+in at least two chunks are ranked by chunk frequency times a phrase-length bonus, ties broken by id.
 """
 
 from __future__ import annotations
@@ -20,18 +20,20 @@ MAX_EDGES_PER_CONCEPT = 20
 
 _SENTENCE_SPLIT = re.compile(r"[.!?;:()\[\]{}\"\n]+")
 _WORD = re.compile(r"[A-Za-z][A-Za-z\-]*[A-Za-z]|[A-Za-z]")
-STOPWORDS = frozenset("""
-a about above after again against all also am an and any are as at be because been before
-being below between both but by can could did do does doing down during each few for from
-further had has have having he her here hers herself him himself his how however i if in
-into is it its itself just least less let like made make many may me might more most much
-must my myself no nor not now of off often on once one only or other our ours ourselves out
-over own same see seen she should since so some such than that the their theirs them
-themselves then there these they this those through thus to too two under until up upon us
-use used uses using very was we were what when where which while who whom why will with
-within without would yet you your yours yourself yourselves also each every either neither
-first second new page pages figure table see e.g i.e etc
-""".split())
+_STOPWORD_TEXT = """
+a about above after again against all also am an and any are as at be because been
+before being below between both but by can could did do does doing down during each few
+for from further had has have having he her here hers herself him himself his how
+however i if in into is it its itself just least less let like made make many may me
+might more most much must my myself no nor not now of off often on once one only or
+other our ours ourselves out over own same see seen she should since so some such than
+that the their theirs them themselves then there these they this those through thus to
+too two under until up upon us use used uses using very was we were what when where
+which while who whom why will with within without would yet you your yours yourself
+yourselves also each every either neither first second new page pages figure table see
+e.g i.e etc
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 @dataclass
@@ -66,7 +68,7 @@ def candidate_phrases(text: str) -> Iterable[tuple[str, str]]:
 def _phrases_of_run(run: list[str]) -> Iterable[tuple[str, str]]:
     for size in range(1, MAX_PHRASE_WORDS + 1):
         for start in range(len(run) - size + 1):
-            words = run[start:start + size]
+            words = run[start : start + size]
             yield "-".join(normalise(w) for w in words), " ".join(words)
 
 

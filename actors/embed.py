@@ -45,8 +45,11 @@ def load_model(name: str, device: str) -> Any:
 def encode(model: Any, texts: list[str]) -> np.ndarray:
     """Unit-norm float32 vectors, one row per text."""
     vectors = model.encode(
-        texts, batch_size=ENCODE_BATCH_SIZE, normalize_embeddings=True,
-        convert_to_numpy=True, show_progress_bar=False,
+        texts,
+        batch_size=ENCODE_BATCH_SIZE,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
     )
     return np.asarray(vectors, dtype=np.float32)
 
@@ -84,19 +87,30 @@ class EmbedActor:
         """Readiness probe and placement report: device, threads, vector size."""
         import torch
 
-        return {"device": self.device, "threads": torch.get_num_threads(),
-                "dimensions": self.dimensions, "gpuIds": ray.get_gpu_ids()}
+        return {
+            "device": self.device,
+            "threads": torch.get_num_threads(),
+            "dimensions": self.dimensions,
+            "gpuIds": ray.get_gpu_ids(),
+        }
 
-    async def embed(self, document_id: str, page_nos: list[int], chunks: list[dict[str, Any]]) -> int:
+    async def embed(
+        self, document_id: str, page_nos: list[int], chunks: list[dict[str, Any]]
+    ) -> int:
         """Store vectors for `chunks`, then mark `page_nos` of the document done."""
         db = self._db.get()
         if chunks:
             vectors = encode(self._model, [c["text"] for c in chunks])
-            await db.chunks.bulk_write([
-                UpdateOne({"documentId": c["documentId"], "chunkNo": c["chunkNo"]},
-                          {"$set": {"embedding": to_bson_vector(v)}})
-                for c, v in zip(chunks, vectors, strict=True)
-            ], ordered=False)
+            await db.chunks.bulk_write(
+                [
+                    UpdateOne(
+                        {"documentId": c["documentId"], "chunkNo": c["chunkNo"]},
+                        {"$set": {"embedding": to_bson_vector(v)}},
+                    )
+                    for c, v in zip(chunks, vectors, strict=True)
+                ],
+                ordered=False,
+            )
         await db.pages.update_many(
             {"documentId": document_id, "pageNo": {"$in": page_nos}}, {"$set": {"done": True}}
         )

@@ -26,6 +26,8 @@ from core.settings import Settings
 PDF_MAGIC = b"%PDF-"
 # The PDF header may follow some junk; readers accept it within the first kilobyte.
 PDF_MAGIC_WINDOW_BYTES = 1024
+PDF_EOF = b"%%EOF"
+PDF_EOF_WINDOW_BYTES = 2048
 HTTP_TIMEOUT_S = 30.0
 
 
@@ -54,33 +56,39 @@ def check_pdf_bytes(data: bytes, max_bytes: int) -> None:
 def inspect_pdf(data: bytes) -> tuple[int, str | None]:
     """Page count and an optional warning; DocumentError when the PDF cannot be indexed.
 
-    PyMuPDF opens a truncated or damaged file "repaired", often with blank pages: a repaired
+    PyMuPDF opens a truncated or damaged file "repaired", often with blank pages: such a
     file with no text and no images at all is refused; one with content is indexed with a
-    warning (status `partial`).
+    warning (status `partial`). A file cut short (no `%%EOF` near its end) says so.
     """
-    document = open_pdf(data)
+    truncated = PDF_EOF not in data[-PDF_EOF_WINDOW_BYTES:]
+    try:
+        document = open_pdf(data)
+    except DocumentError:
+        if truncated:
+            raise DocumentError("fetch", "truncated: the file ends before %%EOF") from None
+        raise
     try:
         if document.needs_pass:
             raise DocumentError("fetch", "encrypted: a password is required to open it")
         if document.page_count == 0:
             raise DocumentError("fetch", "empty: the PDF has no pages")
-        if not document.is_repaired:
+        if not document.is_repaired and not truncated:
             return document.page_count, None
-        has_content = any(
-            page.get_text().strip() or page.get_images() for page in document
-        )
+        has_content = any(page.get_text().strip() or page.get_images() for page in document)
+        damage = "truncated" if truncated else "damaged"
         if not has_content:
-            raise DocumentError("fetch", "truncated or damaged: repaired on open, no content")
-        return document.page_count, "damaged: repaired on open; some pages may be missing"
+            raise DocumentError("fetch", f"{damage}: repaired on open, no content left")
+        return document.page_count, f"{damage}: repaired on open; some pages may be missing"
     finally:
         document.close()
 
 
 @ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3)
 class FetchActor:
-    """Fetch phase. Resources: no CPU reservation (it waits on I/O; PDF checks are short). Concurrency: one call at a time.
-    Retries: restarted and retried by Ray. Idempotency key: the document id (GridFS bytes
-    are stored by sha256, so a retry reuses them)."""
+    """Fetch phase. Resources: no CPU reservation (it waits on I/O; PDF checks are short).
+    Concurrency: one call at a time. Retries: restarted and retried by Ray.
+    Idempotency key: the document id (GridFS bytes are stored by sha256, so a retry reuses
+    them)."""
 
     def __init__(self, settings: Settings, settings_hash: str) -> None:
         self._settings = settings
@@ -116,7 +124,7 @@ class FetchActor:
             stream = await bucket.open_download_stream(ObjectId(document["gridfsId"]))
             return await stream.read()
         if kind == "file":
-            return _read_local(document["source"], self._settings.max_document_bytes)
+            return read_local_file(document["source"], self._settings.max_document_bytes)
         if kind == "http":
             return await _download(document["source"], self._settings.max_document_bytes)
         raise DocumentError("fetch", f"unknown source kind {kind!r}")
@@ -137,18 +145,26 @@ class FetchActor:
         db = self._db.get()
         await db.documents.update_one(
             {"_id": oid},
-            {"$set": {
-                "sha256": sha256, "gridfsId": gridfs_id, "pageCount": page_count,
-                "settingsHash": self._settings_hash, "status": "indexing",
-                "warning": warning, "error": None, "fetchedAt": datetime.now(UTC),
-            }},
+            {
+                "$set": {
+                    "sha256": sha256,
+                    "gridfsId": gridfs_id,
+                    "pageCount": page_count,
+                    "settingsHash": self._settings_hash,
+                    "status": "indexing",
+                    "warning": warning,
+                    "error": None,
+                    "fetchedAt": datetime.now(UTC),
+                }
+            },
         )
         # Pages and chunks of an older version of this document would be stale now.
         for name in ("pages", "chunks"):
             await db[name].delete_many({"documentId": str(oid), "sha256": {"$ne": sha256}})
 
 
-def _read_local(source: str, max_bytes: int) -> bytes:
+def read_local_file(source: str, max_bytes: int) -> bytes:
+    """A local path or `file://` URL, refused before reading when over `max_bytes`."""
     parts = urlsplit(source)
     path = Path(unquote(parts.path)) if parts.scheme == "file" else Path(source)
     try:
@@ -162,20 +178,22 @@ def _read_local(source: str, max_bytes: int) -> bytes:
 
 async def _download(url: str, max_bytes: int) -> bytes:
     try:
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, follow_redirects=True) as http:
-            async with http.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise DocumentError("fetch", f"download failed: HTTP {response.status_code}")
-                content_type = response.headers.get("content-type", "").split(";")[0].strip()
-                if content_type not in ("application/pdf", "application/octet-stream", ""):
-                    raise DocumentError("fetch", f"not a PDF: content-type {content_type}")
-                chunks: list[bytes] = []
-                received = 0
-                async for chunk in response.aiter_bytes():
-                    received += len(chunk)
-                    if received > max_bytes:
-                        raise DocumentError("fetch", f"too large: over {max_bytes} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
+        async with (
+            httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, follow_redirects=True) as http,
+            http.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise DocumentError("fetch", f"download failed: HTTP {response.status_code}")
+            content_type = response.headers.get("content-type", "").split(";")[0].strip()
+            if content_type not in ("application/pdf", "application/octet-stream", ""):
+                raise DocumentError("fetch", f"not a PDF: content-type {content_type}")
+            chunks: list[bytes] = []
+            received = 0
+            async for chunk in response.aiter_bytes():
+                received += len(chunk)
+                if received > max_bytes:
+                    raise DocumentError("fetch", f"too large: over {max_bytes} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
     except httpx.HTTPError as exc:
         raise DocumentError("fetch", f"download failed: {type(exc).__name__}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
 import ray
 from pymongo import ReplaceOne
 
@@ -31,8 +32,11 @@ class OntologyActor:
             ReplaceOne(
                 {"workspaceId": workspace_id, "conceptId": c.concept_id},
                 {
-                    "workspaceId": workspace_id, "conceptId": c.concept_id, "label": c.label,
-                    "score": c.score, "chunkCount": len(c.chunk_refs),
+                    "workspaceId": workspace_id,
+                    "conceptId": c.concept_id,
+                    "label": c.label,
+                    "score": c.score,
+                    "chunkCount": len(c.chunk_refs),
                     "chunks": [{"documentId": d, "chunkNo": n} for d, n in c.chunk_refs],
                     "edges": [{"conceptId": other, "weight": w} for other, w in c.edges],
                     "updatedAt": now,
@@ -43,8 +47,10 @@ class OntologyActor:
         ]
         if writes:
             await db.concepts.bulk_write(writes, ordered=False)
-        await db.concepts.delete_many({
-            "workspaceId": workspace_id,
-            "conceptId": {"$nin": [c.concept_id for c in concepts]},
-        })
+        await db.concepts.delete_many(
+            {
+                "workspaceId": workspace_id,
+                "conceptId": {"$nin": [c.concept_id for c in concepts]},
+            }
+        )
         return len(concepts)

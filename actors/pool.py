@@ -54,10 +54,17 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         embed_cpus, embed_gpus, threads = 4.0, 0.0, 4
     actors = 2 * parsers + embed_actors
     return PoolPlan(
-        fetch_actors=2, render_actors=parsers, analyze_actors=parsers,
-        embed_actors=embed_actors, render_cpus=parser_cpus, analyze_cpus=parser_cpus,
-        embed_cpus=embed_cpus, embed_gpus=embed_gpus, embed_threads=threads,
-        ontology_cpus=0.25, max_batches_in_flight=SLOTS_PER_ACTOR * actors + 2,
+        fetch_actors=2,
+        render_actors=parsers,
+        analyze_actors=parsers,
+        embed_actors=embed_actors,
+        render_cpus=parser_cpus,
+        analyze_cpus=parser_cpus,
+        embed_cpus=embed_cpus,
+        embed_gpus=embed_gpus,
+        embed_threads=threads,
+        ontology_cpus=0.25,
+        max_batches_in_flight=SLOTS_PER_ACTOR * actors + 2,
     )
 
 

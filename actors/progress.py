@@ -91,8 +91,13 @@ class ProgressAggregator:
         """`index:failed {error, phase}` as the last event of the run."""
         await self._db.get().workspaces.update_one(
             {"_id": ObjectId(self._workspace_id)},
-            {"$set": {"indexStatus": "failed", "indexError": error,
-                      "indexProgress.updatedAt": datetime.now(UTC)}},
+            {
+                "$set": {
+                    "indexStatus": "failed",
+                    "indexError": error,
+                    "indexProgress.updatedAt": datetime.now(UTC),
+                }
+            },
         )
         self._outbox.put_nowait(("index:failed", {"error": error, "phase": phase}))
         return await self._close()

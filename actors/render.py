@@ -48,16 +48,26 @@ class RenderActor:
             image = await self._render_page(bucket, document, document_id, sha256, page_no)
             await db.pages.update_one(
                 {"documentId": document_id, "pageNo": page_no},
-                {"$set": {"workspaceId": workspace_id, "sha256": sha256, "image": image,
-                          "renderedAt": datetime.now(UTC)},
-                 "$setOnInsert": {"done": False}},
+                {
+                    "$set": {
+                        "workspaceId": workspace_id,
+                        "sha256": sha256,
+                        "image": image,
+                        "renderedAt": datetime.now(UTC),
+                    },
+                    "$setOnInsert": {"done": False},
+                },
                 upsert=True,
             )
         self._aggregator.record.remote("render", document_id, len(page_nos))
         return page_nos
 
     async def _render_page(
-        self, bucket: AsyncGridFSBucket, document: Any, document_id: str, sha256: str,
+        self,
+        bucket: AsyncGridFSBucket,
+        document: Any,
+        document_id: str,
+        sha256: str,
         page_no: int,
     ) -> dict[str, Any]:
         filename = f"{document_id}/{sha256}/{page_no}.png"

@@ -95,8 +95,12 @@ class RunProgress:
             "pagesDone": self.pages_done,
             "pagesTotal": self.pages_total,
             "docsFailed": self.docs_failed,
-            "phases": {"fetch": self.docs_fetched, "render": self.rendered,
-                       "analyze": self.analyzed, "embed": self.pages_done},
+            "phases": {
+                "fetch": self.docs_fetched,
+                "render": self.rendered,
+                "analyze": self.analyzed,
+                "embed": self.pages_done,
+            },
             "pagesPerSecond": round(rate, 3),
             "etaSeconds": round(remaining / rate, 1) if rate > 0 else None,
         }
@@ -131,6 +135,13 @@ class ProgressThrottle:
 
 def progress_key(progress: RunProgress) -> tuple[Any, ...]:
     """Everything whose change is worth an update after 5 s."""
-    return (progress.phase, progress.docs_done, progress.docs_total, progress.pages_done,
-            progress.pages_total, progress.rendered, progress.analyzed, progress.docs_failed)
-
+    return (
+        progress.phase,
+        progress.docs_done,
+        progress.docs_total,
+        progress.pages_done,
+        progress.pages_total,
+        progress.rendered,
+        progress.analyzed,
+        progress.docs_failed,
+    )

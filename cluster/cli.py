@@ -8,8 +8,8 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from core.db import ensure_indexes, open_client, require_uri

@@ -6,7 +6,9 @@ read them; `file://` and `http(s)://` sources are only recorded and read in the 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ from urllib.parse import urlsplit
 from gridfs import AsyncGridFSBucket
 from pymongo.asynchronous.database import AsyncDatabase
 
-from actors.fetch import check_pdf_bytes
+from actors.fetch import check_pdf_bytes, read_local_file
 from actors.pdf import DOCUMENTS_BUCKET
 from core.db import Document
 from core.errors import DocumentError
@@ -39,7 +41,7 @@ async def add_document(
         elif scheme == "file":
             fields = {"kind": "file", "filename": Path(urlsplit(source).path).name}
         else:
-            source = str(Path(source).resolve())
+            source = await asyncio.to_thread(os.path.abspath, source)
             fields = await _upload(db, Path(source), max_bytes)
     except DocumentError as exc:
         return AddResult(source, None, exc.message)
@@ -48,8 +50,10 @@ async def add_document(
     # update_one + find_one rather than find_one_and_update (a full scan on SecantusDB 0.7).
     await db.documents.update_one(
         key,
-        {"$set": {**fields, "status": "pending", "error": None, "updatedAt": now},
-         "$setOnInsert": {"addedAt": now}},
+        {
+            "$set": {**fields, "status": "pending", "error": None, "updatedAt": now},
+            "$setOnInsert": {"addedAt": now},
+        },
         upsert=True,
     )
     record = await db.documents.find_one(key, {"_id": 1})
@@ -58,12 +62,7 @@ async def add_document(
 
 
 async def _upload(db: AsyncDatabase[Document], path: Path, max_bytes: int) -> Document:
-    try:
-        if path.stat().st_size > max_bytes:
-            raise DocumentError("fetch", f"too large: {path.stat().st_size} bytes, limit {max_bytes}")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DocumentError("fetch", f"cannot read {path}: {exc.strerror}") from None
+    data = await asyncio.to_thread(read_local_file, str(path), max_bytes)
     check_pdf_bytes(data, max_bytes)
     sha256 = hashlib.sha256(data).hexdigest()
     files = db[f"{DOCUMENTS_BUCKET}.files"]
@@ -71,8 +70,6 @@ async def _upload(db: AsyncDatabase[Document], path: Path, max_bytes: int) -> Do
     if existing is not None:
         gridfs_id = existing["_id"]
     else:
-        gridfs_id = await AsyncGridFSBucket(db, bucket_name=DOCUMENTS_BUCKET).upload_from_stream(
-            sha256, data
-        )
-    return {"kind": "gridfs", "gridfsId": str(gridfs_id), "filename": path.name,
-            "bytes": len(data)}
+        bucket = AsyncGridFSBucket(db, bucket_name=DOCUMENTS_BUCKET)
+        gridfs_id = await bucket.upload_from_stream(sha256, data)
+    return {"kind": "gridfs", "gridfsId": str(gridfs_id), "filename": path.name, "bytes": len(data)}

@@ -40,8 +40,12 @@ PIPELINE_VERSION = 1
 
 def settings_hash(settings: Settings) -> str:
     """What makes an index of a document reusable: same model, DPI and chunking rules."""
-    key = {"v": PIPELINE_VERSION, "model": settings.embed_model, "dpi": settings.render_dpi,
-           "chunk": [CHUNK_WORDS, CHUNK_OVERLAP_WORDS]}
+    key = {
+        "v": PIPELINE_VERSION,
+        "model": settings.embed_model,
+        "dpi": settings.render_dpi,
+        "chunk": [CHUNK_WORDS, CHUNK_OVERLAP_WORDS],
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -64,7 +68,9 @@ class RunSummary:
 
 
 @dataclass
-class _Pools:
+class RunActors:
+    """The actors of one run; handed to `on_start` so callers can watch (or test) them."""
+
     fetch: ActorPool
     render: ActorPool
     analyze: ActorPool
@@ -97,19 +103,32 @@ class _PhaseClock:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + elapsed
 
 
-def create_pools(settings: Settings, workspace_id: str, plan: PoolPlan) -> _Pools:
+def create_pools(settings: Settings, workspace_id: str, plan: PoolPlan) -> RunActors:
     aggregator = ProgressAggregator.remote(settings, workspace_id)
     fingerprint = settings_hash(settings)
     embed = EmbedActor.options(num_cpus=plan.embed_cpus, num_gpus=plan.embed_gpus)
-    return _Pools(
-        fetch=ActorPool([FetchActor.remote(settings, fingerprint)
-                         for _ in range(plan.fetch_actors)]),
-        render=ActorPool([RenderActor.options(num_cpus=plan.render_cpus).remote(settings, aggregator)
-                          for _ in range(plan.render_actors)]),
-        analyze=ActorPool([AnalyzeActor.options(num_cpus=plan.analyze_cpus).remote(
-            settings, aggregator) for _ in range(plan.analyze_actors)]),
-        embed=ActorPool([embed.remote(settings, aggregator, plan.embed_threads)
-                         for _ in range(plan.embed_actors)]),
+    return RunActors(
+        fetch=ActorPool(
+            [FetchActor.remote(settings, fingerprint) for _ in range(plan.fetch_actors)]
+        ),
+        render=ActorPool(
+            [
+                RenderActor.options(num_cpus=plan.render_cpus).remote(settings, aggregator)
+                for _ in range(plan.render_actors)
+            ]
+        ),
+        analyze=ActorPool(
+            [
+                AnalyzeActor.options(num_cpus=plan.analyze_cpus).remote(settings, aggregator)
+                for _ in range(plan.analyze_actors)
+            ]
+        ),
+        embed=ActorPool(
+            [
+                embed.remote(settings, aggregator, plan.embed_threads)
+                for _ in range(plan.embed_actors)
+            ]
+        ),
         ontology=OntologyActor.options(num_cpus=plan.ontology_cpus).remote(settings),
         aggregator=aggregator,
     )
@@ -118,8 +137,14 @@ def create_pools(settings: Settings, workspace_id: str, plan: PoolPlan) -> _Pool
 class IndexRun:
     """One run of one workspace; `execute` returns its summary."""
 
-    def __init__(self, settings: Settings, workspace_id: str, db: AsyncDatabase[Document],
-                 pools: _Pools, plan: PoolPlan) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        workspace_id: str,
+        db: AsyncDatabase[Document],
+        pools: RunActors,
+        plan: PoolPlan,
+    ) -> None:
         self._settings = settings
         self._workspace_id = workspace_id
         self._db = db
@@ -155,13 +180,25 @@ class IndexRun:
         summary.pages, summary.chunks, summary.concepts = page_count, chunks, concepts
         return summary
 
-    def _summary(self, job_id: str, status: str, documents: list[Document], started: float,
-                 events: dict[str, int], error: str | None = None) -> RunSummary:
+    def _summary(
+        self,
+        job_id: str,
+        status: str,
+        documents: list[Document],
+        started: float,
+        events: dict[str, int],
+        error: str | None = None,
+    ) -> RunSummary:
         return RunSummary(
-            job_id=job_id, status=status, documents=len(documents),
-            failed_documents=dict(self._failed), skipped_documents=self._skipped,
-            seconds=time.monotonic() - started, phase_seconds=dict(self._clock.seconds),
-            events=events, error=error,
+            job_id=job_id,
+            status=status,
+            documents=len(documents),
+            failed_documents=dict(self._failed),
+            skipped_documents=self._skipped,
+            seconds=time.monotonic() - started,
+            phase_seconds=dict(self._clock.seconds),
+            events=events,
+            error=error,
         )
 
     async def _counts(self) -> tuple[int, int]:
@@ -184,7 +221,8 @@ class IndexRun:
             if fetched.skipped:
                 self._skipped += 1
                 self._pools.aggregator.document_fetched.remote(
-                    document_id, fetched.page_count, fetched.page_count)
+                    document_id, fetched.page_count, fetched.page_count
+                )
                 return
             await self._index_pages(fetched)
         except DocumentError as exc:
@@ -193,17 +231,22 @@ class IndexRun:
         await self._document_indexed(fetched)
 
     async def _index_pages(self, fetched: FetchedDocument) -> None:
-        done = set(await self._db.pages.distinct("pageNo", {
-            "documentId": fetched.document_id, "sha256": fetched.sha256, "done": True}))
+        done = set(
+            await self._db.pages.distinct(
+                "pageNo",
+                {"documentId": fetched.document_id, "sha256": fetched.sha256, "done": True},
+            )
+        )
         self._pools.aggregator.document_fetched.remote(
-            fetched.document_id, fetched.page_count, len(done))
+            fetched.document_id, fetched.page_count, len(done)
+        )
         todo = [p for p in range(fetched.page_count) if p not in done]
         tasks: list[asyncio.Task[None]] = []
         for start in range(0, len(todo), PAGE_BATCH):
             if fetched.document_id in self._failed:
                 break
             await self._in_flight.acquire()
-            batch = todo[start:start + PAGE_BATCH]
+            batch = todo[start : start + PAGE_BATCH]
             tasks.append(asyncio.create_task(self._run_batch(fetched, batch)))
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
@@ -215,8 +258,9 @@ class IndexRun:
         try:
             await self._timed("render", self._pools.render.call("render", *args))
             chunks = await self._timed("analyze", self._pools.analyze.call("analyze", *args))
-            await self._timed("embed", self._pools.embed.call(
-                "embed", fetched.document_id, pages, chunks))
+            await self._timed(
+                "embed", self._pools.embed.call("embed", fetched.document_id, pages, chunks)
+            )
         finally:
             self._in_flight.release()
 
@@ -240,13 +284,20 @@ class IndexRun:
     async def _document_indexed(self, fetched: FetchedDocument) -> None:
         await self._db.documents.update_one(
             {"_id": ObjectId(fetched.document_id)},
-            {"$set": {"status": "partial" if fetched.warning else "indexed",
-                      "indexedSha256": fetched.sha256, "indexedAt": datetime.now(UTC)}},
+            {
+                "$set": {
+                    "status": "partial" if fetched.warning else "indexed",
+                    "indexedSha256": fetched.sha256,
+                    "indexedAt": datetime.now(UTC),
+                }
+            },
         )
 
 
 async def run_index(
-    settings: Settings, workspace_id: str, *,
+    settings: Settings,
+    workspace_id: str,
+    *,
     on_start: Callable[[Any], None] | None = None,
 ) -> RunSummary:
     """Index a workspace on the connected Ray cluster; the `jobs` document records the run."""
@@ -256,28 +307,46 @@ async def run_index(
         if await find_workspace(db, workspace_id) is None:
             raise RunError("fetch", f"no workspace {workspace_id!r}")
         plan = plan_pools(*cluster_size())
-        job = await db.jobs.insert_one({
-            "workspaceId": workspace_id, "status": "running", "startedAt": datetime.now(UTC),
-            "plan": plan.__dict__,
-        })
+        job = await db.jobs.insert_one(
+            {
+                "workspaceId": workspace_id,
+                "status": "running",
+                "startedAt": datetime.now(UTC),
+                "plan": plan.__dict__,
+            }
+        )
         pools = create_pools(settings, workspace_id, plan)
         if on_start is not None:
-            on_start(pools.aggregator)
+            on_start(pools)
         try:
             summary = await IndexRun(settings, workspace_id, db, pools, plan).execute(
-                str(job.inserted_id))
+                str(job.inserted_id)
+            )
         finally:
             for actor in pools.all_actors():
                 ray.kill(actor)
-        await db.jobs.update_one({"_id": job.inserted_id}, {"$set": {
-            "status": summary.status, "endedAt": datetime.now(UTC), "seconds": summary.seconds,
-            "phaseSeconds": summary.phase_seconds, "error": summary.error,
-            "counts": {"documents": summary.documents, "pages": summary.pages,
-                       "chunks": summary.chunks, "concepts": summary.concepts,
-                       "skipped": summary.skipped_documents},
-            "failedDocuments": [{"documentId": k, "error": v}
-                                for k, v in summary.failed_documents.items()],
-        }})
+        await db.jobs.update_one(
+            {"_id": job.inserted_id},
+            {
+                "$set": {
+                    "status": summary.status,
+                    "endedAt": datetime.now(UTC),
+                    "seconds": summary.seconds,
+                    "phaseSeconds": summary.phase_seconds,
+                    "error": summary.error,
+                    "counts": {
+                        "documents": summary.documents,
+                        "pages": summary.pages,
+                        "chunks": summary.chunks,
+                        "concepts": summary.concepts,
+                        "skipped": summary.skipped_documents,
+                    },
+                    "failedDocuments": [
+                        {"documentId": k, "error": v} for k, v in summary.failed_documents.items()
+                    ],
+                }
+            },
+        )
         return summary
     finally:
         await client.close()

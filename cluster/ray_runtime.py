@@ -14,8 +14,9 @@ RUNTIME_ENV_VARS = {
 }
 
 
-def connect_ray(address: str | None, *, num_cpus: int | None = None,
-                num_gpus: int | None = None) -> None:
+def connect_ray(
+    address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None
+) -> None:
     """Attach to `address`, or start a local Ray (`address="local"`: never a stale cluster)."""
     if ray.is_initialized():
         return

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
 
-from cluster.driver import RunSummary, run_index
+from cluster.driver import RunActors, RunSummary, run_index
 from cluster.progress_bar import show_progress
 from cluster.ray_runtime import connect_ray
 from core.settings import Settings
@@ -23,23 +22,28 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"  failed {document_id}: {error}")
     pages = summary.pages
     for phase, seconds in summary.phase_seconds.items():
-        rate = f", {pages / seconds:.1f} pages/s" if seconds > 0 and phase in (
-            "render", "analyze", "embed") else ""
+        rate = (
+            f", {pages / seconds:.1f} pages/s"
+            if seconds > 0 and phase in ("render", "analyze", "embed")
+            else ""
+        )
         lines.append(f"  {phase:<8} busy {seconds:.1f}s{rate}")
     if summary.error:
         lines.append(f"  error: {summary.error}")
     return "\n".join(lines)
 
 
-def index_with_progress(settings: Settings, workspace_id: str, ray_address: str | None) -> RunSummary:
+def index_with_progress(
+    settings: Settings, workspace_id: str, ray_address: str | None
+) -> RunSummary:
     """Connect Ray, run the index with a progress bar on stderr, print the summary."""
     connect_ray(ray_address or settings.ray_address)
 
     async def main() -> RunSummary:
         watchers: list[asyncio.Task[None]] = []
 
-        def on_start(aggregator: Any) -> None:
-            watchers.append(asyncio.create_task(show_progress(aggregator)))
+        def on_start(actors: RunActors) -> None:
+            watchers.append(asyncio.create_task(show_progress(actors.aggregator)))
 
         try:
             return await run_index(settings, workspace_id, on_start=on_start)

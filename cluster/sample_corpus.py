@@ -7,20 +7,70 @@ import random
 from pathlib import Path
 
 TOPICS = {
-    "Ray cluster operations": ["autoscaler", "worker node", "head node", "placement group",
-                               "object store", "actor pool", "resource request", "dashboard"],
-    "Document indexing": ["text extraction", "page layout", "reading order", "bounding box",
-                          "chunk overlap", "embedding model", "vector search", "heading"],
-    "Realtime progress": ["socket connection", "workspace room", "progress event",
-                          "reconnect logic", "session cookie", "throttle interval",
-                          "redis adapter", "browser client"],
-    "Storage engines": ["write-ahead log", "b-tree index", "document store", "replica set",
-                        "change stream", "durable write", "compaction", "checkpoint"],
+    "Ray cluster operations": [
+        "autoscaler",
+        "worker node",
+        "head node",
+        "placement group",
+        "object store",
+        "actor pool",
+        "resource request",
+        "dashboard",
+    ],
+    "Document indexing": [
+        "text extraction",
+        "page layout",
+        "reading order",
+        "bounding box",
+        "chunk overlap",
+        "embedding model",
+        "vector search",
+        "heading",
+    ],
+    "Realtime progress": [
+        "socket connection",
+        "workspace room",
+        "progress event",
+        "reconnect logic",
+        "session cookie",
+        "throttle interval",
+        "redis adapter",
+        "browser client",
+    ],
+    "Storage engines": [
+        "write-ahead log",
+        "b-tree index",
+        "document store",
+        "replica set",
+        "change stream",
+        "durable write",
+        "compaction",
+        "checkpoint",
+    ],
 }
-VERBS = ["improves", "depends on", "is measured by", "replaces", "is limited by", "feeds",
-         "schedules", "stores", "reports", "validates", "streams", "balances"]
-QUALIFIERS = ["under load", "after a restart", "on every node", "for large workspaces",
-              "in the common case", "when the cluster scales", "during a rolling upgrade"]
+VERBS = [
+    "improves",
+    "depends on",
+    "is measured by",
+    "replaces",
+    "is limited by",
+    "feeds",
+    "schedules",
+    "stores",
+    "reports",
+    "validates",
+    "streams",
+    "balances",
+]
+QUALIFIERS = [
+    "under load",
+    "after a restart",
+    "on every node",
+    "for large workspaces",
+    "in the common case",
+    "when the cluster scales",
+    "during a rolling upgrade",
+]
 
 
 def _sentence(rng: random.Random, terms: list[str]) -> str:
@@ -42,8 +92,7 @@ def write_sample_pdf(path: Path, title: str, pages: int, seed: int) -> None:
     document = pymupdf.open()
     for page_no in range(pages):
         page = document.new_page(width=595, height=842)
-        page.insert_text((56, 70), f"{title} — part {page_no + 1}", fontsize=18,
-                         fontname="hebo")
+        page.insert_text((56, 70), f"{title} — part {page_no + 1}", fontsize=18, fontname="hebo")
         columns = [pymupdf.Rect(56, 100, 290, 800), pymupdf.Rect(305, 100, 540, 800)]
         if page_no % 2 == 0:
             columns = [pymupdf.Rect(56, 100, 540, 800)]

@@ -128,7 +128,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if redis_url is not None and urlsplit(redis_url.reveal()).scheme not in ("redis", "rediss"):
         raise SettingsError("REDIS_URL must be a redis:// or rediss:// URL")
     mongodb_uri = _secret(environ, "MONGODB_URI")
-    if mongodb_uri is not None and not mongodb_uri.reveal().startswith(("mongodb://", "mongodb+srv://")):
+    if mongodb_uri is not None and not mongodb_uri.reveal().startswith(
+        ("mongodb://", "mongodb+srv://")
+    ):
         raise SettingsError("MONGODB_URI must start with mongodb:// or mongodb+srv://")
     defaults = Settings()
     return Settings(

@@ -38,7 +38,8 @@ def check_bearer(request: Request, expected: Secret | None) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "Bearer token required",
+            status.HTTP_401_UNAUTHORIZED,
+            "Bearer token required",
             headers={"WWW-Authenticate": "Bearer"},
         )
     if expected is None or not hmac.compare_digest(token.encode(), expected.reveal().encode()):

@@ -8,6 +8,7 @@ lifespan in uvicorn, in a thread with its own event loop (as httpx's own tests d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -68,7 +69,8 @@ def no_errors_logged(
     yield
     records = caplog.get_records("setup") + caplog.get_records("call")
     errors = [
-        r for r in records
+        r
+        for r in records
         if (r.levelno >= logging.ERROR or r.exc_info)
         and not any(expected in r.getMessage() for expected in expected_errors)
     ]
@@ -118,16 +120,22 @@ class HeadServer:
         self.app = create_app(settings)
         self.state = self.app.other_asgi_app.state.head
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=settings.port,
-            log_level="warning", lifespan="on",
+            self.app,
+            host="127.0.0.1",
+            port=settings.port,
+            log_level="warning",
+            lifespan="on",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def start(self) -> HeadServer:
         self._thread.start()
-        wait_until(lambda: self._server.started or not self._thread.is_alive(),
-                   SERVICE_TIMEOUT_S, "the head to start")
+        wait_until(
+            lambda: self._server.started or not self._thread.is_alive(),
+            SERVICE_TIMEOUT_S,
+            "the head to start",
+        )
         if not self._server.started:
             raise RuntimeError("the head failed to start")
         return self
@@ -160,8 +168,12 @@ def head(settings: Settings, start_head: Callable[[Settings], HeadServer]) -> He
 def session_cookie(settings: Settings) -> Callable[..., str]:
     """Mint a next-auth v4 session cookie header value for a user id."""
 
-    def mint(user_id: str | None, *, expires_in_s: int = 3600,
-             cookie_name: str = "next-auth.session-token") -> str:
+    def mint(
+        user_id: str | None,
+        *,
+        expires_in_s: int = 3600,
+        cookie_name: str = "next-auth.session-token",
+    ) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {"iat": now, "exp": now + expires_in_s, "jti": uuid.uuid4().hex}
         if user_id is not None:
@@ -199,7 +211,9 @@ async def connect_client() -> AsyncIterator[Callable[..., Any]]:
     """Connect recording clients with a cookie; all are disconnected at teardown."""
     clients: list[socketio.AsyncClient] = []
 
-    async def connect(url: str, cookie: str | None, *, transport: str = "websocket") -> RecordingClient:
+    async def connect(
+        url: str, cookie: str | None, *, transport: str = "websocket"
+    ) -> RecordingClient:
         client = socketio.AsyncClient(reconnection=False)
         recording = RecordingClient(client)
 
@@ -213,11 +227,11 @@ async def connect_client() -> AsyncIterator[Callable[..., Any]]:
 
         headers = {"Cookie": cookie} if cookie else {}
         clients.append(client)
-        try:
-            await client.connect(url, headers=headers, transports=[transport],
-                                 wait_timeout=EVENT_TIMEOUT_S)
-        except socketio.exceptions.ConnectionError:
-            pass
+        # a refused connection is reported through `connect_errors`
+        with contextlib.suppress(socketio.exceptions.ConnectionError):
+            await client.connect(
+                url, headers=headers, transports=[transport], wait_timeout=EVENT_TIMEOUT_S
+            )
         return recording
 
     yield connect
@@ -238,9 +252,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         port = free_port()
         workdir: Path = tmp_path_factory.mktemp("redis")
         process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         processes.append(process)
         wait_until(lambda: _tcp_open(port), SERVICE_TIMEOUT_S, "redis-server")

@@ -13,6 +13,9 @@ def ensure_node_modules() -> Path:
     if not (NODE_DIR / "node_modules" / ".package-lock.json").exists():
         subprocess.run(
             ["npm", "ci", "--legacy-peer-deps", "--no-audit", "--no-fund"],
-            cwd=NODE_DIR, check=True, capture_output=True, timeout=600,
+            cwd=NODE_DIR,
+            check=True,
+            capture_output=True,
+            timeout=600,
         )
     return NODE_DIR

@@ -46,8 +46,11 @@ async def test_readyz_with_live_redis(settings, start_head, redis_server) -> Non
 
 
 async def test_workspace_state_statuses(head, db, session_cookie) -> None:
-    workspace_id = str(await create_workspace(db, name="Docs", owner_id="alice", member_ids=["bob"]))
+    workspace_id = str(
+        await create_workspace(db, name="Docs", owner_id="alice", member_ids=["bob"])
+    )
     async with httpx.AsyncClient(base_url=head.url) as http:
+
         def get(path: str, cookie: str | None) -> Any:
             return http.get(path, headers={"Cookie": cookie} if cookie else {})
 

@@ -81,12 +81,18 @@ async def test_database_session_strategy(head, db, connect_client) -> None:
 
     workspace_id = await make_workspace(db)
     await db.sessions.insert_one(
-        {"sessionToken": "db-token-1", "userId": "alice",
-         "expires": datetime.now(UTC) + timedelta(hours=1)}
+        {
+            "sessionToken": "db-token-1",
+            "userId": "alice",
+            "expires": datetime.now(UTC) + timedelta(hours=1),
+        }
     )
     await db.sessions.insert_one(
-        {"sessionToken": "db-token-old", "userId": "alice",
-         "expires": datetime.now(UTC) - timedelta(hours=1)}
+        {
+            "sessionToken": "db-token-old",
+            "userId": "alice",
+            "expires": datetime.now(UTC) - timedelta(hours=1),
+        }
     )
     good = await connect_client(head.url, "next-auth.session-token=db-token-1")
     assert (await good.join(workspace_id))["role"] == "owner"
@@ -115,8 +121,18 @@ async def test_stranger_is_denied(head, db, session_cookie, connect_client) -> N
 
 @pytest.mark.parametrize(
     "payload",
-    [None, "abc", 42, [1, 2], {}, {"workspaceId": 12}, {"workspaceId": None},
-     {"workspaceId": ["x"]}, {"workspaceId": ""}, {"workspaceId": "x" * 10_000}],
+    [
+        None,
+        "abc",
+        42,
+        [1, 2],
+        {},
+        {"workspaceId": 12},
+        {"workspaceId": None},
+        {"workspaceId": ["x"]},
+        {"workspaceId": ""},
+        {"workspaceId": "x" * 10_000},
+    ],
 )
 async def test_malformed_join_payloads_get_clear_error(
     head, db, session_cookie, connect_client, payload
@@ -173,7 +189,9 @@ async def test_join_flood_leaves_head_serving(head, db, session_cookie, connect_
         assert (await http.get(f"{head.url}/healthz")).status_code == 200
 
 
-async def test_unknown_events_and_oversized_messages(head, db, session_cookie, connect_client) -> None:
+async def test_unknown_events_and_oversized_messages(
+    head, db, session_cookie, connect_client
+) -> None:
     workspace_id = await make_workspace(db)
     client = await connect_client(head.url, session_cookie("alice"))
     await client.client.emit("index:progress", {"phase": "fetch"})  # clients cannot publish

@@ -21,7 +21,11 @@ NODE_DIR = Path(__file__).parent / "node"
 async def start_node_client(url: str, cookie: str, workspace_id: str) -> asyncio.subprocess.Process:
     ensure_node_modules()
     return await asyncio.create_subprocess_exec(
-        "node", str(NODE_DIR / "sio_client.mjs"), url, cookie, workspace_id,
+        "node",
+        str(NODE_DIR / "sio_client.mjs"),
+        url,
+        cookie,
+        workspace_id,
         stdout=asyncio.subprocess.PIPE,
     )
 
@@ -38,7 +42,8 @@ async def test_node_client_joins_and_receives(head, db, session_cookie) -> None:
     process = await start_node_client(head.url, session_cookie("alice"), workspace_id)
     assert (await read_line(process))["event"] == "connect"
     assert await read_line(process) == {
-        "event": "workspace:joined", "data": {"workspaceId": workspace_id, "role": "owner"}
+        "event": "workspace:joined",
+        "data": {"workspaceId": workspace_id, "role": "owner"},
     }
     publisher = make_publisher(head.settings)
     try:
@@ -55,7 +60,8 @@ async def test_node_client_sees_spec_errors(head, db, session_cookie) -> None:
     workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
     anonymous = await start_node_client(head.url, "", workspace_id)
     assert await read_line(anonymous) == {
-        "event": "connect_error", "data": {"message": "Authentication required"}
+        "event": "connect_error",
+        "data": {"message": "Authentication required"},
     }
     stranger = await start_node_client(head.url, session_cookie("mallory"), workspace_id)
     assert (await read_line(stranger))["event"] == "connect"

@@ -18,9 +18,15 @@ def two_heads(settings, start_head, redis_server):
     heads = []
     for _ in range(2):
         port = free_port()
-        heads.append(start_head(settings.with_overrides(
-            redis_url=redis_url, port=port, head_url=f"http://127.0.0.1:{port}",
-        )))
+        heads.append(
+            start_head(
+                settings.with_overrides(
+                    redis_url=redis_url,
+                    port=port,
+                    head_url=f"http://127.0.0.1:{port}",
+                )
+            )
+        )
     return heads
 
 
@@ -42,10 +48,17 @@ async def test_events_cross_heads_exactly_once(two_heads, db, session_cookie, co
     sources = [through_first, through_second, straight_into_redis]
     try:
         for pages_done, publisher in enumerate(sources):
-            await publisher.publish(workspace_id, "index:progress", {
-                "phase": "render", "docsDone": 0, "docsTotal": 1,
-                "pagesDone": pages_done, "pagesTotal": 3,
-            })
+            await publisher.publish(
+                workspace_id,
+                "index:progress",
+                {
+                    "phase": "render",
+                    "docsDone": 0,
+                    "docsTotal": 1,
+                    "pagesDone": pages_done,
+                    "pagesTotal": 3,
+                },
+            )
         await straight_into_redis.publish(workspace_id, "index:ready", {"pageCount": 3})
         await straight_into_redis.publish(other_id, "index:started", {})
     finally:

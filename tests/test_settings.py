@@ -21,8 +21,13 @@ def test_defaults() -> None:
 
 def test_values_are_read() -> None:
     settings = load_settings(
-        {"PORT": "4100", "MONGODB_URI": "mongodb://h:1/", "NEXTAUTH_SECRET": "s3cr3t",
-         "REDIS_URL": "redis://r:6379/0", "WEB_APP_URL": "https://app.example/"}
+        {
+            "PORT": "4100",
+            "MONGODB_URI": "mongodb://h:1/",
+            "NEXTAUTH_SECRET": "s3cr3t",
+            "REDIS_URL": "redis://r:6379/0",
+            "WEB_APP_URL": "https://app.example/",
+        }
     )
     assert settings.port == 4100
     assert settings.head_url == "http://127.0.0.1:4100"
@@ -32,8 +37,13 @@ def test_values_are_read() -> None:
 
 @pytest.mark.parametrize(
     ("environ", "name"),
-    [({"PORT": "abc"}, "PORT"), ({"PORT": "0"}, "PORT"), ({"WEB_APP_URL": "ftp://x"}, "WEB_APP_URL"),
-     ({"REDIS_URL": "http://x"}, "REDIS_URL"), ({"MONGODB_URI": "postgres://x"}, "MONGODB_URI")],
+    [
+        ({"PORT": "abc"}, "PORT"),
+        ({"PORT": "0"}, "PORT"),
+        ({"WEB_APP_URL": "ftp://x"}, "WEB_APP_URL"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"MONGODB_URI": "postgres://x"}, "MONGODB_URI"),
+    ],
 )
 def test_bad_values_name_the_variable(environ: dict[str, str], name: str) -> None:
     with pytest.raises(SettingsError, match=name):
@@ -59,7 +69,9 @@ def test_missing_secret_is_one_line_cli_error() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "cluster.cli", "head", "--port", "1"],
         env={"MONGODB_URI": "mongodb://127.0.0.1:1/", "PATH": ""},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

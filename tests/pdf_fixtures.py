@@ -1,0 +1,43 @@
+"""Hand-made PDFs for the pipeline tests: good ones from the sample generator, bad ones
+(corrupt, encrypted, zero bytes, truncated) built the way they occur in the wild."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cluster.sample_corpus import write_sample_pdf
+
+
+def good_pdfs(folder: Path, pages: list[int]) -> list[Path]:
+    titles = ["Ray cluster operations", "Document indexing", "Realtime progress", "Storage engines"]
+    paths = []
+    for index, count in enumerate(pages):
+        path = folder / f"good-{index}.pdf"
+        write_sample_pdf(path, titles[index % len(titles)], count, seed=index)
+        paths.append(path)
+    return paths
+
+
+def bad_pdfs(folder: Path, template: Path) -> dict[str, Path]:
+    """Each bad kind, named for the error the fetch phase must report."""
+    import pymupdf
+
+    data = template.read_bytes()
+    bad = {
+        "empty": folder / "zero.pdf",
+        "corrupt": folder / "random.pdf",
+        "encrypted": folder / "locked.pdf",
+        "truncated": folder / "truncated.pdf",
+    }
+    bad["empty"].write_bytes(b"")
+    bad["corrupt"].write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 64 + b"\n%%EOF\n")
+    document = pymupdf.open(template)
+    document.save(
+        bad["encrypted"],
+        encryption=pymupdf.PDF_ENCRYPT_AES_256,
+        user_pw="user-secret",
+        owner_pw="owner-secret",
+    )
+    document.close()
+    bad["truncated"].write_bytes(data[: len(data) // 3])
+    return bad

@@ -1,0 +1,203 @@
+"""The indexing pipeline end to end on a real local Ray, a real MongoDB-protocol server and
+a real head, watched by a real Socket.IO client in the workspace room."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+import ray
+
+from cluster.documents import add_document
+from cluster.driver import RunActors, RunSummary, run_index
+from cluster.ray_runtime import connect_ray
+from core.events import PHASES
+from core.workspaces import create_workspace
+from tests.pdf_fixtures import bad_pdfs, good_pdfs
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+GOOD_PAGES = [3, 5, 2]
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Any:
+    connect_ray(None, num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("corpus")
+    good = good_pdfs(folder, GOOD_PAGES)
+    return {"good": good, "bad": bad_pdfs(folder, good[1])}
+
+
+async def add_all(db: Any, workspace_id: str, corpus: dict[str, Any], settings: Any) -> None:
+    for path in corpus["good"]:
+        result = await add_document(
+            db, workspace_id, str(path), max_bytes=settings.max_document_bytes
+        )
+        assert result.error is None
+    for path in corpus["bad"].values():
+        # file:// sources are read in the fetch phase, so bad bytes get that far
+        result = await add_document(db, workspace_id, path.as_uri(), max_bytes=10**9)
+        assert result.error is None
+
+
+async def collect(
+    client: Any, until: tuple[str, ...] = ("index:ready", "index:failed")
+) -> list[tuple[str, Any]]:
+    events = []
+    while True:
+        name, data = await client.next_event(timeout_s=300)
+        events.append((name, data))
+        if name in until:
+            return events
+
+
+async def test_index_end_to_end(
+    local_ray, corpus, head, db, session_cookie, connect_client, expected_errors
+) -> None:
+    settings = head.settings
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    await add_all(db, workspace_id, corpus, settings)
+    client = await connect_client(head.url, session_cookie("alice"))
+    await client.join(workspace_id)
+
+    started = time.monotonic()
+    summary = await run_index(settings, workspace_id)
+    elapsed = time.monotonic() - started
+    events = await collect(client)
+
+    pages_total = sum(GOOD_PAGES)
+    assert summary.status == "succeeded", summary
+    assert summary.pages == pages_total
+    # event order: started first, exactly one terminal event last
+    names = [name for name, _ in events]
+    assert names[0] == "index:started"
+    assert names[-1] == "index:ready"
+    assert names.count("index:ready") + names.count("index:failed") == 1
+    assert events[-1][1] == {"pageCount": pages_total}
+    progress = [data for name, data in events if name == "index:progress"]
+    assert progress, "no progress events"
+    done = [p["pagesDone"] for p in progress]
+    assert done == sorted(done), "pagesDone went down"
+    for payload in progress:
+        assert set(payload) >= {"phase", "docsDone", "docsTotal", "pagesDone", "pagesTotal"}
+        assert payload["phase"] in PHASES
+        assert payload["docsTotal"] == len(corpus["good"]) + len(corpus["bad"])
+    assert progress[-1]["pagesDone"] == pages_total == progress[-1]["pagesTotal"]
+    bound = math.ceil(pages_total / 10) + math.ceil(elapsed / 5) + len(PHASES) + 2
+    assert len(progress) <= bound, (len(progress), bound)
+
+    # MongoDB holds the same state the events announced
+    workspace = await db.workspaces.find_one({})
+    assert workspace["indexStatus"] == "ready"
+    assert workspace["pageCount"] == pages_total
+    assert workspace["indexProgress"]["pagesDone"] == pages_total
+
+    await check_index(db, workspace_id, pages_total)
+    await check_failures(db, corpus)
+    job = await db.jobs.find_one({"workspaceId": workspace_id})
+    assert job["status"] == "succeeded"
+    assert job["counts"]["pages"] == pages_total
+    assert len(job["failedDocuments"]) == len(corpus["bad"])
+
+    # a re-run skips every unchanged document and adds nothing
+    before = await snapshot(db)
+    again = await run_index(settings, workspace_id)
+    assert again.status == "succeeded"
+    assert again.skipped_documents == len(corpus["good"])
+    assert again.pages == pages_total
+    assert await snapshot(db) == before
+
+
+async def check_index(db: Any, workspace_id: str, pages_total: int) -> None:
+    pages = await db.pages.find({"workspaceId": workspace_id}).to_list()
+    assert len(pages) == pages_total
+    for page in pages:
+        assert page["done"] is True
+        assert page["text"].strip()
+        assert page["blocks"]
+        assert page["headings"]
+        assert page["image"]["width"] > 0
+    chunks = await db.chunks.find({"workspaceId": workspace_id}).to_list()
+    assert chunks
+    keys = {(c["documentId"], c["chunkNo"]) for c in chunks}
+    assert len(keys) == len(chunks)
+    for chunk in chunks:
+        vector = np.array(chunk["embedding"].as_vector().data, dtype=np.float32)
+        assert vector.shape == (384,)
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+    concepts = await db.concepts.find({"workspaceId": workspace_id}).to_list()
+    assert concepts
+    assert all(c["chunkCount"] >= 2 for c in concepts)
+
+
+async def check_failures(db: Any, corpus: dict[str, Any]) -> None:
+    for kind, path in corpus["bad"].items():
+        document = await db.documents.find_one({"source": path.as_uri()})
+        assert document["status"] == "failed", (kind, document)
+        assert document["error"].startswith(kind), (kind, document["error"])
+        assert await db.pages.count_documents({"documentId": str(document["_id"])}) == 0
+
+
+async def snapshot(db: Any) -> dict[str, Any]:
+    pages = sorted(
+        (p["documentId"], p["pageNo"], p["text"]) for p in await db.pages.find().to_list()
+    )
+    chunks = sorted(
+        (c["documentId"], c["chunkNo"], bytes(c["embedding"]))
+        for c in await db.chunks.find().to_list()
+    )
+    concepts = sorted(
+        (c["conceptId"], c["chunkCount"], str(c["edges"]))
+        for c in await db.concepts.find().to_list()
+    )
+    page_files = await db["pages.files"].count_documents({})
+    return {"pages": pages, "chunks": chunks, "concepts": concepts, "pageFiles": page_files}
+
+
+async def test_identical_text_identical_vectors(local_ray, corpus, settings, db) -> None:
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    source = corpus["good"][0]
+    await add_document(db, workspace_id, str(source), max_bytes=10**9)
+    await add_document(db, workspace_id, source.as_uri(), max_bytes=10**9)
+    summary = await run_index(settings, workspace_id)
+    assert summary.status == "succeeded"
+    chunks = await db.chunks.find({}).sort([("chunkNo", 1)]).to_list()
+    by_doc: dict[str, list[bytes]] = {}
+    for chunk in chunks:
+        by_doc.setdefault(chunk["documentId"], []).append(bytes(chunk["embedding"]))
+    first, second = by_doc.values()
+    assert first == second
+
+
+async def test_killed_actor_still_gives_complete_index(local_ray, corpus, settings, db) -> None:
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    for path in corpus["good"]:
+        await add_document(db, workspace_id, str(path), max_bytes=10**9)
+    killed: list[str] = []
+
+    def kill_when_started(actors: RunActors) -> None:
+        # kill one of each per-page phase while the run is going: Ray restarts and retries
+        for pool in (actors.render, actors.analyze, actors.embed):
+            ray.kill(pool.actors[0], no_restart=False)
+            killed.append(type(pool.actors[0]).__name__)
+
+    summary: RunSummary = await run_index(settings, workspace_id, on_start=kill_when_started)
+    assert killed
+    assert summary.status == "succeeded", summary
+    assert summary.pages == sum(GOOD_PAGES)
+    pages = await db.pages.find({"workspaceId": workspace_id}).to_list()
+    assert len(pages) == sum(GOOD_PAGES)
+    assert all(p["done"] for p in pages)
+    chunks = await db.chunks.find({"workspaceId": workspace_id}).to_list()
+    assert all("embedding" in c for c in chunks)
+    assert len({(c["documentId"], c["chunkNo"]) for c in chunks}) == len(chunks)
+    assert await db["pages.files"].count_documents({}) == sum(GOOD_PAGES)
