@@ -75,7 +75,7 @@ class RunProgress:
     def phase(self) -> str:
         if self.late_phase is not None:
             return self.late_phase
-        if self.docs_fetched < self.docs_total:
+        if self.docs_fetched < self.docs_total or self.docs_total == 0:
             return "fetch"
         if self.rendered < self.pages_total:
             return "render"

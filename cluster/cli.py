@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # one line per HTTP request of our own clients is noise in a terminal
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = load_settings(os.environ)
         handler: Command = args.handler
