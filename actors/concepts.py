@@ -46,10 +46,15 @@ class Concept:
 
 
 def normalise(word: str) -> str:
+    """Lower case with a plural folded: nodes → node, policies → policy, classes → class."""
     word = word.lower()
-    if len(word) > 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
+    if len(word) <= 4 or not word.endswith("s") or word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    return word[:-1]
 
 
 def candidate_phrases(text: str) -> Iterable[tuple[str, str]]:

@@ -118,6 +118,9 @@ class Tally:
     expected: int
     received: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    first_event_ms: list[float] = field(default_factory=list)
+    first_sent: float = float("inf")
+    last_received: float = 0.0
     all_in: asyncio.Event = field(default_factory=asyncio.Event)
 
     def record(self, counts: list[int], data: Any) -> None:
@@ -127,7 +130,12 @@ class Tally:
             return  # warm-up or foreign event
         counts[seq] += 1
         if counts[seq] == 1:
-            self.latencies_ms.append((now - float(data["sentAt"])) * 1000)
+            sent = float(data["sentAt"])
+            self.latencies_ms.append((now - sent) * 1000)
+            if seq == 0:
+                self.first_event_ms.append((now - sent) * 1000)
+                self.first_sent = min(self.first_sent, sent)
+            self.last_received = now
             self.received += 1
             if self.received >= self.expected:
                 self.all_in.set()
@@ -230,6 +238,8 @@ async def run_clients(args: argparse.Namespace) -> None:
         "connect_s": connect_s,
         "join_ms": summary(join_ms),
         "broadcast_ms": summary(tally.latencies_ms),
+        "first_event_ms": summary(tally.first_event_ms),
+        "delivery_span_s": max(tally.last_received - tally.first_sent, 0.0),
         "deliveries": sum(counts),
         "expected": tally.expected,
         "missing": sum(1 for n in counts if n == 0),
@@ -522,7 +532,13 @@ def print_report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -
     memory, shared = results.values()
     print(ratio_line(memory, shared))
     for name, r in results.items():
-        print(f"  {name}: connected {r['connected']}/{r['clients']} in {r['connect_s']:.1f} s")
+        first, span = r["first_event_ms"], r["delivery_span_s"]
+        rate = r["deliveries"] / span if span > 0 else float("nan")
+        print(
+            f"  {name}: connected {r['connected']}/{r['clients']} in {r['connect_s']:.1f} s; "
+            f"event 0 alone p50/p99 {first['p50']:.1f}/{first['p99']:.1f} ms; "
+            f"{r['deliveries']} deliveries in {span:.2f} s ({rate:.0f}/s)"
+        )
 
 
 # -- orchestrator: main ----------------------------------------------------------------
