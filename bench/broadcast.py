@@ -408,8 +408,12 @@ def progress_payload(seq: int, events: int) -> dict[str, Any]:
 
 async def publish_events(
     publisher: EventPublisher, workspace_id: str, events: int, interval_s: float
-) -> None:
-    """One warm-up event (seq -1, ignored by clients), then `events` on a fixed schedule."""
+) -> float:
+    """One warm-up event (seq -1, ignored by clients), then `events` on a fixed schedule.
+
+    Returns the seconds from the first send to the last publish returning; above
+    (events - 1) x interval_s when the publisher could not keep the schedule.
+    """
     await publisher.publish(workspace_id, "index:progress", progress_payload(-1, events))
     await asyncio.sleep(0.5)
     start = time.monotonic()
@@ -418,6 +422,7 @@ async def publish_events(
         if delay > 0:
             await asyncio.sleep(delay)
         await publisher.publish(workspace_id, "index:progress", progress_payload(seq, events))
+    return time.monotonic() - start
 
 
 async def read_tagged(stream: asyncio.StreamReader, tag: str) -> dict[str, Any]:
@@ -471,10 +476,10 @@ async def measure(
         if ready["joined"] == 0:
             raise RuntimeError(f"no client joined: {ready}")
         interval = args.interval_ms / 1000
-        await publish_events(publisher, backend.workspace_id, args.events, interval)
+        span = await publish_events(publisher, backend.workspace_id, args.events, interval)
         proc.stdin.write(b"PUBLISHED\n")
         await proc.stdin.drain()
-        return await read_tagged(proc.stdout, "RESULT")
+        return {**await read_tagged(proc.stdout, "RESULT"), "publish_span_s": span}
     finally:
         await stop_child(proc)
 
@@ -537,6 +542,7 @@ def print_report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -
         print(
             f"  {name}: connected {r['connected']}/{r['clients']} in {r['connect_s']:.1f} s; "
             f"event 0 alone p50/p99 {first['p50']:.1f}/{first['p99']:.1f} ms; "
+            f"published in {r['publish_span_s']:.2f} s; "
             f"{r['deliveries']} deliveries in {span:.2f} s ({rate:.0f}/s)"
         )
 

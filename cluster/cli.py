@@ -100,8 +100,15 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
     from cluster.run import index_with_progress
 
     with resolved_storage(settings) as ready:
-        summary = index_with_progress(ready, args.workspace_id, args.ray_address)
+        summary = index_with_progress(ready, args.workspace_id, args.ray_address, args.job_id)
     return 0 if summary.status == "succeeded" else 1
+
+
+def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.submit import submit_run
+
+    with resolved_storage(settings) as ready:
+        return asyncio.run(submit_run(ready, args.workspace_id, args.address, wait=args.wait))
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -138,7 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="index a workspace on Ray and wait for it")
     index.add_argument("workspace_id")
     index.add_argument("--ray-address", default=None, help="default: RAY_ADDRESS or a local Ray")
+    index.add_argument("--job-id", default=None, help="a job queued by `submit` or the head")
     index.set_defaults(handler=_index)
+
+    submit = commands.add_parser("submit", help="submit one run as a Ray Job")
+    submit.add_argument("workspace_id")
+    submit.add_argument("--address", required=True, help="Ray dashboard, e.g. http://HOST:8265")
+    submit.add_argument("--wait", action="store_true", help="follow it; exit 1 if it failed")
+    submit.set_defaults(handler=_submit)
 
     demo = commands.add_parser("demo", help="index a demo workspace end to end, nothing to set up")
     demo.add_argument("pdfs", nargs="*", metavar="PDF", help="default: a generated sample set")

@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,10 +32,12 @@ from actors.render import RenderActor
 from cluster.ray_runtime import cluster_size
 from core.db import Document, open_client, require_uri
 from core.errors import DocumentError, RunError
+from core.jobs import create_job, finish_job_if_active, update_job
 from core.settings import Settings
 from core.workspaces import find_workspace
 
 PIPELINE_VERSION = 1
+HEARTBEAT_S = 10.0
 
 
 def settings_hash(settings: Settings) -> str:
@@ -298,55 +300,72 @@ async def run_index(
     settings: Settings,
     workspace_id: str,
     *,
-    on_start: Callable[[Any], None] | None = None,
+    job_id: str | None = None,
+    on_start: Callable[[RunActors], None] | None = None,
 ) -> RunSummary:
-    """Index a workspace on the connected Ray cluster; the `jobs` document records the run."""
+    """Index a workspace on the connected Ray cluster; the `jobs` document records the run.
+
+    Args:
+        job_id: a job queued by `indexer submit` or the head; None creates one here.
+        on_start: called with the run's actors once they exist (progress bars, tests).
+
+    Raises:
+        RunError: the workspace does not exist.
+        RunAlreadyActiveError: another run of this workspace is going.
+    """
     client = open_client(require_uri(settings))
     try:
         db = client[settings.mongodb_db]
         if await find_workspace(db, workspace_id) is None:
             raise RunError("fetch", f"no workspace {workspace_id!r}")
+        if job_id is None:
+            job_id = await create_job(db, workspace_id, mode="local", requested_by="cli")
         plan = plan_pools(*cluster_size())
-        job = await db.jobs.insert_one(
-            {
-                "workspaceId": workspace_id,
-                "status": "running",
-                "startedAt": datetime.now(UTC),
-                "plan": plan.__dict__,
-            }
+        await update_job(
+            db,
+            job_id,
+            status="running",
+            startedAt=datetime.now(UTC),
+            heartbeatAt=datetime.now(UTC),
+            plan=asdict(plan),
         )
+        heartbeat = asyncio.create_task(_heartbeat(db, job_id))
         pools = create_pools(settings, workspace_id, plan)
         if on_start is not None:
             on_start(pools)
         try:
-            summary = await IndexRun(settings, workspace_id, db, pools, plan).execute(
-                str(job.inserted_id)
-            )
+            summary = await IndexRun(settings, workspace_id, db, pools, plan).execute(job_id)
         finally:
+            heartbeat.cancel()
             for actor in pools.all_actors():
                 ray.kill(actor)
-        await db.jobs.update_one(
-            {"_id": job.inserted_id},
-            {
-                "$set": {
-                    "status": summary.status,
-                    "endedAt": datetime.now(UTC),
-                    "seconds": summary.seconds,
-                    "phaseSeconds": summary.phase_seconds,
-                    "error": summary.error,
-                    "counts": {
-                        "documents": summary.documents,
-                        "pages": summary.pages,
-                        "chunks": summary.chunks,
-                        "concepts": summary.concepts,
-                        "skipped": summary.skipped_documents,
-                    },
-                    "failedDocuments": [
-                        {"documentId": k, "error": v} for k, v in summary.failed_documents.items()
-                    ],
-                }
-            },
-        )
+        await finish_job_if_active(db, job_id, summary.status, **_job_fields(summary))
         return summary
     finally:
         await client.close()
+
+
+async def _heartbeat(db: AsyncDatabase[Document], job_id: str) -> None:
+    """Proof of life, so a run whose driver died can be told from a slow one."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        await update_job(db, job_id, heartbeatAt=datetime.now(UTC))
+
+
+def _job_fields(summary: RunSummary) -> dict[str, Any]:
+    return {
+        "seconds": summary.seconds,
+        "phaseSeconds": summary.phase_seconds,
+        "error": summary.error,
+        "events": summary.events,
+        "counts": {
+            "documents": summary.documents,
+            "pages": summary.pages,
+            "chunks": summary.chunks,
+            "concepts": summary.concepts,
+            "skipped": summary.skipped_documents,
+        },
+        "failedDocuments": [
+            {"documentId": k, "error": v} for k, v in summary.failed_documents.items()
+        ],
+    }

@@ -34,7 +34,7 @@ def format_summary(summary: RunSummary) -> str:
 
 
 def index_with_progress(
-    settings: Settings, workspace_id: str, ray_address: str | None
+    settings: Settings, workspace_id: str, ray_address: str | None, job_id: str | None = None
 ) -> RunSummary:
     """Connect Ray, run the index with a progress bar on stderr, print the summary."""
     connect_ray(ray_address or settings.ray_address)
@@ -46,7 +46,7 @@ def index_with_progress(
             watchers.append(asyncio.create_task(show_progress(actors.aggregator)))
 
         try:
-            return await run_index(settings, workspace_id, on_start=on_start)
+            return await run_index(settings, workspace_id, job_id=job_id, on_start=on_start)
         finally:
             for watcher in watchers:
                 watcher.cancel()

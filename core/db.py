@@ -42,8 +42,14 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("workspaceId", ASCENDING), ("conceptId", ASCENDING)], unique=True),
     ],
     "jobs": [
-        IndexModel([("workspaceId", ASCENDING), ("startedAt", DESCENDING)]),
+        IndexModel([("workspaceId", ASCENDING), ("queuedAt", DESCENDING)]),
         IndexModel([("status", ASCENDING)]),
+        IndexModel(
+            [("workspaceId", ASCENDING)],
+            name="one_active_run_per_workspace",
+            unique=True,
+            partialFilterExpression={"active": True},
+        ),
     ],
 }
 

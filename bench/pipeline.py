@@ -1,0 +1,549 @@
+"""Pipeline throughput: the Ray pipeline against the same work done plainly, and the ceiling.
+
+Run from the repository root:
+
+    .venv/bin/python bench/pipeline.py [--documents 8] [--pages 6] [--runs 2]
+
+One generated corpus (`cluster.sample_corpus`, default 8 PDFs, 55 pages) is measured three
+ways, all on this machine:
+
+(a) `run_index` on a local Ray (`connect_ray(None, num_cpus=2)`, started before the clock)
+    against an in-memory EmbeddedMongo (indexes created as the CLI does). The clock covers
+    `run_index` only: actor creation, worker start-up and the model load inside EmbedActor
+    are in it (the driver creates the actors per run), as are MongoDB/GridFS writes and the
+    ontology phase. No head runs: HEAD_URL points at an unused port, so every progress event
+    is refused at once and dropped with a warning in the aggregator's (unshown) log. Run 2+
+    index the same corpus into a fresh database with Ray, the OS page cache and the model
+    files warm; the model is still loaded again, inside a new actor. "steady" is the pages
+    finished after the first page-batch divided by the time between first and last, read
+    from the aggregator's progress: the rate once the actors are up.
+(b) The same per-page work, phase after phase, in this one process, with no Ray and no
+    MongoDB writes: read + sha256 + open each PDF; render every page to PNG at the same DPI
+    (`preview_dpi`, `get_pixmap`, `tobytes("png")`); `get_text("dict")` -> `blocks_from_dict`
+    -> `page_text` -> `chunk_page`; `load_model`; `encode` of all chunks at once, with torch
+    on every core. No ontology phase.
+(c) `encode` alone on the same chunks, model loaded, after a warm-up batch: best of
+    `--repeats`. On a CPU machine this is the ceiling for the whole pipeline.
+
+How to read it: a/c is the share of the embedding ceiling the pipeline reaches end to end;
+a/b says whether Ray's overlap of phases beats the plain sequence. Phase shares of (b) add
+up to 100%; the RunSummary busy seconds of (a) are wall seconds during which at least one
+call of that phase was in flight (queued or running, so embed includes waiting for the
+model load), and they overlap, so their shares of the run do not add up. The CPU table
+charges every CPU second spent during run 1 to a process; "other" is load that is not
+this benchmark's (a shared machine makes every figure here slower and noisier).
+
+`--experiment` adds variants (monkeypatches in this process only, never the project's
+files); their lines are marked EXPERIMENT and are not part of the measurement above.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import socket
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import ray
+
+from actors.embed import ENCODE_BATCH_SIZE, encode, load_model
+from actors.layout import blocks_from_dict, chunk_page, page_text
+from actors.pdf import open_pdf
+from actors.pool import PAGE_BATCH, plan_pools
+from actors.render import preview_dpi
+from cluster.documents import add_document
+from cluster.driver import RunActors, RunSummary, run_index
+from cluster.ray_runtime import cluster_size, connect_ray
+from cluster.sample_corpus import write_sample_workspace
+from core.db import ensure_indexes, open_client
+from core.embedded_mongo import EmbeddedMongo
+from core.settings import Secret, Settings
+from core.workspaces import create_workspace
+
+RAY_CPUS = 2
+SAMPLE_S = 0.25
+CPU_SAMPLE_S = 0.5
+QUIET_CHECK_S = 2.0
+BUSY_MACHINE = 0.15
+
+
+# -- CPU accounting ------------------------------------------------------------------------
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def _label(proc: psutil.Process, mine: set[int], me: int) -> str:
+    if proc.pid == me:
+        return "bench driver (this process)"
+    if proc.pid not in mine:
+        return "other (not this benchmark)"
+    name = proc.name()
+    if name.startswith("ray::"):
+        return name
+    if "secantusd" in " ".join(proc.cmdline()):
+        return "MongoDB server (secantusd)"
+    return "Ray system (gcs, raylet, agents)"
+
+
+class CpuMeter:
+    """CPU seconds per process label over a window, sampled by a thread.
+
+    A process that ends between samples loses at most `CPU_SAMPLE_S` of its CPU time.
+    """
+
+    def __init__(self) -> None:
+        self._me = os.getpid()
+        self._base: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._labels: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._system_start = psutil.cpu_times()
+        self.wall = 0.0
+        self.busy = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._started = time.monotonic()
+        self._system_start = psutil.cpu_times()
+        self._sample(baseline=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sample(baseline=False)
+        self._stop.set()
+        self._thread.join()
+        self.wall = time.monotonic() - self._started
+        end = psutil.cpu_times()
+        idle = (end.idle - self._system_start.idle) + (end.iowait - self._system_start.iowait)
+        total = sum(end) - sum(self._system_start)
+        self.busy = total - idle
+
+    def _loop(self) -> None:
+        while not self._stop.wait(CPU_SAMPLE_S):
+            self._sample(baseline=False)
+
+    def _sample(self, *, baseline: bool) -> None:
+        mine = {p.pid for p in psutil.Process(self._me).children(recursive=True)}
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                seconds = _cpu_seconds(proc)
+                label = _label(proc, mine, self._me)
+                if baseline or proc.pid not in self._base:
+                    self._base[proc.pid] = seconds if baseline else 0.0
+                self._last[proc.pid] = seconds
+                if label != "ray::IDLE" or proc.pid not in self._labels:
+                    self._labels[proc.pid] = label
+
+    def by_label(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for pid, last in self._last.items():
+            label = self._labels[pid]
+            totals[label] = totals.get(label, 0.0) + max(0.0, last - self._base[pid])
+        return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def background_load() -> float:
+    """Share of all CPUs busy over a short quiet window before anything starts."""
+    psutil.cpu_percent(interval=None)
+    return psutil.cpu_percent(interval=QUIET_CHECK_S) / 100.0
+
+
+# -- (a) the Ray pipeline ------------------------------------------------------------------
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_settings(mongo_uri: str, data_dir: Path) -> Settings:
+    """A fresh database per run; HEAD_URL is a port nobody listens on (events dropped)."""
+    return Settings(
+        mongodb_uri=Secret(mongo_uri),
+        mongodb_db=f"bench_{uuid.uuid4().hex[:10]}",
+        data_dir=data_dir,
+        head_url=f"http://127.0.0.1:{unused_port()}",
+        publish_token=Secret("bench-no-head"),
+    )
+
+
+async def prepare_workspace(settings: Settings, paths: list[Path]) -> str:
+    """Indexes, a workspace and its documents in GridFS, as `indexer add` leaves them."""
+    client = open_client(settings.mongodb_uri.reveal())  # type: ignore[union-attr]
+    try:
+        db = client[settings.mongodb_db]
+        await ensure_indexes(db)
+        workspace_id = str(await create_workspace(db, name="bench", owner_id="b", member_ids=[]))
+        for path in paths:
+            result = await add_document(
+                db, workspace_id, str(path), max_bytes=settings.max_document_bytes
+            )
+            if result.error:
+                raise RuntimeError(f"{path}: {result.error}")
+        return workspace_id
+    finally:
+        await client.close()
+
+
+@dataclass
+class RayRun:
+    """One timed `run_index` and what was watched while it ran."""
+
+    summary: RunSummary
+    seconds: float
+    embed_ready_s: float | None = None
+    progress: list[tuple[float, int]] = field(default_factory=list)
+    cpu: CpuMeter | None = None
+
+    def steady_rate(self) -> float | None:
+        """Pages/s between the first and the last page-batch finishing."""
+        if not self.progress:
+            return None
+        first = next(((t, n) for t, n in self.progress if n > 0), None)
+        last = self.progress[-1]
+        if first is None or last[0] <= first[0]:
+            return None
+        return (last[1] - first[1]) / (last[0] - first[0])
+
+    def first_done_s(self) -> float | None:
+        return next((t for t, n in self.progress if n > 0), None)
+
+
+class RunWatcher:
+    """Hooked in through `on_start`: when the embed actor is ready, and pagesDone over time."""
+
+    def __init__(self, run: RayRun, started: float) -> None:
+        self._run = run
+        self._started = started
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __call__(self, actors: RunActors) -> None:
+        self._tasks.append(asyncio.create_task(self._embed_ready(actors.embed.actors[0])))
+        self._tasks.append(asyncio.create_task(self._poll(actors.aggregator)))
+
+    async def _embed_ready(self, actor: Any) -> None:
+        with contextlib.suppress(Exception):
+            await actor.describe.remote()
+            self._run.embed_ready_s = time.monotonic() - self._started
+
+    async def _poll(self, aggregator: Any) -> None:
+        last = -1
+        with contextlib.suppress(Exception):
+            while True:
+                snapshot = await aggregator.snapshot.remote()
+                done = int(snapshot.get("pagesDone", 0))
+                if done != last:
+                    self._run.progress.append((time.monotonic() - self._started, done))
+                    last = done
+                await asyncio.sleep(SAMPLE_S)
+
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+
+async def timed_run(settings: Settings, workspace_id: str) -> RayRun:
+    run = RayRun(summary=RunSummary(job_id="", status="not run"), seconds=0.0)
+    started = time.monotonic()
+    watcher = RunWatcher(run, started)
+    try:
+        run.summary = await run_index(settings, workspace_id, on_start=watcher)
+        run.seconds = time.monotonic() - started
+    finally:
+        watcher.cancel()
+    return run
+
+
+def ray_run(mongo_uri: str, data_dir: Path, paths: list[Path]) -> RayRun:
+    """Prepare a fresh database (untimed), then time `run_index` with the CPU meter on."""
+    settings = bench_settings(mongo_uri, data_dir)
+    workspace_id = asyncio.run(prepare_workspace(settings, paths))
+    with CpuMeter() as meter:
+        run = asyncio.run(timed_run(settings, workspace_id))
+    run.cpu = meter
+    if run.summary.status != "succeeded":
+        raise RuntimeError(f"run_index {run.summary.status}: {run.summary.error}")
+    return run
+
+
+# -- (b) the same work in one plain process, and (c) the embedding alone --------------------
+
+
+@dataclass
+class PlainRun:
+    pages: int = 0
+    texts: list[str] = field(default_factory=list)
+    # Chunk texts of each driver batch (PAGE_BATCH pages of a document), for experiments.
+    batches: list[list[str]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    model: Any = None
+
+    def total(self, *, without: tuple[str, ...] = ()) -> float:
+        return sum(s for phase, s in self.seconds.items() if phase not in without)
+
+
+@contextlib.contextmanager
+def phase(run: PlainRun, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    run.seconds[name] = run.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+def use_all_cores() -> int:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    return int(torch.get_num_threads())
+
+
+def plain_pipeline(paths: list[Path], dpi: int, model_name: str) -> PlainRun:
+    run = PlainRun()
+    with phase(run, "fetch (read, sha256, open)"):
+        documents = [read_and_open(path) for path in paths]
+    with phase(run, "render (PNG)"):
+        for document in documents:
+            for page in document:
+                page_dpi = preview_dpi(page.rect.width, page.rect.height, dpi)
+                page.get_pixmap(dpi=page_dpi).tobytes("png")
+    with phase(run, "analyze (layout, chunks)"):
+        for document in documents:
+            run.batches.extend(analyze_document(document))
+    run.texts = [text for batch in run.batches for text in batch]
+    run.pages = sum(document.page_count for document in documents)
+    with phase(run, "model load"):
+        run.model = load_model(model_name, "cpu")
+    with phase(run, "embed"):
+        encode(run.model, run.texts)
+    return run
+
+
+def read_and_open(path: Path) -> Any:
+    data = path.read_bytes()
+    hashlib.sha256(data).hexdigest()
+    return open_pdf(data)
+
+
+def analyze_document(document: Any) -> list[list[str]]:
+    """Chunk texts of one document, grouped the way the driver batches its pages."""
+    batches: list[list[str]] = []
+    for first in range(0, document.page_count, PAGE_BATCH):
+        batch: list[str] = []
+        for page_no in range(first, min(first + PAGE_BATCH, document.page_count)):
+            blocks = blocks_from_dict(document[page_no].get_text("dict", flags=0))
+            batch.extend(chunk.text for chunk in chunk_page(page_text(blocks), page_no))
+        batches.append(batch)
+    return batches
+
+
+def embed_ceiling(model: Any, texts: list[str], repeats: int) -> list[float]:
+    """Seconds of `encode` over all texts, after a warm-up batch, `repeats` times."""
+    encode(model, texts[:ENCODE_BATCH_SIZE])
+    seconds: list[float] = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        encode(model, texts)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def rate(count: int, seconds: float | None) -> str:
+    return f"{count / seconds:9.2f}" if seconds else f"{'-':>9}"
+
+
+def row(label: str, seconds: float, pages: int, chunks: int) -> str:
+    return f"  {label:<44}{seconds:9.2f}{rate(pages, seconds)}{rate(chunks, seconds)}"
+
+
+def print_header(paths: list[Path], plain: PlainRun, threads: int, load: float) -> None:
+    words = statistics.mean(len(t.split()) for t in plain.texts) if plain.texts else 0.0
+    plan = plan_pools(*cluster_size())
+    print("\n=== pipeline throughput ===")
+    print(
+        f"corpus: {len(paths)} PDFs, {plain.pages} pages, {len(plain.texts)} chunks "
+        f"({words:.0f} words/chunk avg), DPI {Settings().render_dpi}, model "
+        f"{Settings().embed_model}"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs; Ray {RAY_CPUS} CPUs; in-process torch threads "
+        f"{threads}; background load before start {load:.0%}"
+        + ("  ** machine not quiet: figures are pessimistic **" if load > BUSY_MACHINE else "")
+    )
+    print(
+        f"pool plan: embed {plan.embed_actors} actor x {plan.embed_cpus:g} CPU, "
+        f"{plan.embed_threads} torch threads; render/analyze {plan.render_actors} x "
+        f"{plan.render_cpus:g} CPU; {PAGE_BATCH} pages per batch, "
+        f"{plan.max_batches_in_flight} batches in flight"
+    )
+
+
+def print_rates(runs: list[RayRun], plain: PlainRun, ceiling: list[float]) -> None:
+    pages, chunks = plain.pages, len(plain.texts)
+    print(f"\n  {'':<44}{'seconds':>9}{'pages/s':>9}{'chunks/s':>9}")
+    for index, run in enumerate(runs, 1):
+        kind = "cold Ray workers" if index == 1 else "fresh db, Ray warm"
+        print(row(f"(a) run_index, run {index} ({kind})", run.seconds, pages, chunks))
+    steady = runs[0].steady_rate()
+    if steady:
+        print(f"  {'(a) run 1 steady (first->last batch done)':<44}{'':>9}{steady:9.2f}")
+    print(row("(b) plain process, all phases", plain.total(), pages, chunks))
+    print(
+        row(
+            "(b) plain process, without model load",
+            plain.total(without=("model load",)),
+            pages,
+            chunks,
+        )
+    )
+    best = min(ceiling)
+    print(row(f"(c) encode only (best of {len(ceiling)})", best, pages, chunks))
+    if len(ceiling) > 1:
+        print(f"      (c) all repeats: {', '.join(f'{s:.2f}s' for s in ceiling)}")
+    print("\nratios (pages/s):")
+    for index, run in enumerate(runs, 1):
+        print(
+            f"  run {index}: a/b = {plain.total() / run.seconds:.2f}  "
+            f"(vs b without model load {plain.total(without=('model load',)) / run.seconds:.2f})"
+            f"   a/c = {best / run.seconds:.2f}"
+        )
+    if steady:
+        print(f"  run 1 steady: a/c = {steady / (pages / best):.2f}")
+
+
+def print_phases(runs: list[RayRun], plain: PlainRun) -> None:
+    total = plain.total()
+    print("\n(b) plain process, phase by phase:")
+    for name, seconds in plain.seconds.items():
+        print(f"  {name:<32}{seconds:8.2f}s {seconds / total:6.1%}")
+    for index, run in enumerate(runs, 1):
+        print(f"\n(a) run {index}: RunSummary.phase_seconds (busy wall seconds, overlapping):")
+        for name, seconds in run.summary.phase_seconds.items():
+            print(f"  {name:<32}{seconds:8.2f}s {seconds / run.seconds:6.1%} of the run")
+        ready = f"{run.embed_ready_s:.2f}s" if run.embed_ready_s is not None else "?"
+        first = run.first_done_s()
+        print(
+            f"  embed actor ready (model loaded) at {ready}; first batch done at "
+            + (f"{first:.2f}s" if first is not None else "?")
+            + f"; run ends at {run.seconds:.2f}s; chunks {run.summary.chunks}, "
+            f"concepts {run.summary.concepts}"
+        )
+
+
+def print_cpu(run: RayRun) -> None:
+    meter = run.cpu
+    if meter is None:
+        return
+    capacity = (os.cpu_count() or 1) * meter.wall
+    print(
+        f"\n(a) run 1: CPU seconds during the run ({meter.busy:.1f}s busy of "
+        f"{capacity:.1f}s available = {meter.busy / capacity:.0%}):"
+    )
+    for label, seconds in meter.by_label().items():
+        if seconds >= 0.05:
+            print(f"  {label:<44}{seconds:8.2f}s")
+
+
+# -- experiments (not part of the measurement) ---------------------------------------------
+
+
+def experiment_batches(plain: PlainRun) -> None:
+    """EXPERIMENT: encode in the driver's per-batch groups, as EmbedActor.embed receives them."""
+    sizes = [len(b) for b in plain.batches if b]
+    started = time.perf_counter()
+    for batch in plain.batches:
+        if batch:
+            encode(plain.model, batch)
+    seconds = time.perf_counter() - started
+    print(
+        f"  EXPERIMENT encode per driver batch ({len(sizes)} calls, {min(sizes)}-{max(sizes)} "
+        f"chunks each): {seconds:.2f}s = {plain.pages / seconds:.2f} pages/s"
+    )
+
+
+def experiment_threads(plain: PlainRun, threads: int) -> None:
+    """EXPERIMENT: encode with fewer torch threads (what an actor pinned to 1 CPU gets)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        seconds = min(embed_ceiling(plain.model, plain.texts, 1))
+    finally:
+        torch.set_num_threads(before)
+    print(
+        f"  EXPERIMENT encode with {threads} torch thread(s): {seconds:.2f}s = "
+        f"{plain.pages / seconds:.2f} pages/s"
+    )
+
+
+EXPERIMENTS: dict[str, Callable[[PlainRun], None]] = {
+    "batches": experiment_batches,
+    "threads1": lambda plain: experiment_threads(plain, 1),
+}
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", type=int, default=8, help="PDFs in the corpus")
+    parser.add_argument("--pages", type=int, default=6, help="pages per PDF (+0..2 each)")
+    parser.add_argument("--runs", type=int, default=2, help="run_index runs (fresh db each)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed encodes for (c)")
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        choices=sorted(EXPERIMENTS),
+        help="add a marked variant after the measurement (repeatable)",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    load = background_load()
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        folder = Path(tmp)
+        paths = write_sample_workspace(
+            folder / "corpus", documents=args.documents, pages_each=args.pages
+        )
+        with EmbeddedMongo(folder / "mongo", in_memory=True) as mongo:
+            connect_ray(None, num_cpus=RAY_CPUS)
+            try:
+                runs = [ray_run(mongo.uri, folder, paths) for _ in range(args.runs)]
+                threads = use_all_cores()
+                plain = plain_pipeline(paths, Settings().render_dpi, Settings().embed_model)
+                ceiling = embed_ceiling(plain.model, plain.texts, args.repeats)
+                print_header(paths, plain, threads, load)
+                print_rates(runs, plain, ceiling)
+                print_phases(runs, plain)
+                print_cpu(runs[0])
+                for name in args.experiment:
+                    EXPERIMENTS[name](plain)
+            finally:
+                ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
