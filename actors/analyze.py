@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from pymongo import UpdateOne
 
 from actors.layout import CHUNKS_PER_PAGE_LIMIT, blocks_from_dict, chunk_page, page_text
 from actors.pdf import OpenDocuments
+from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase
 from core.errors import DocumentError
 from core.settings import Settings
@@ -28,11 +30,13 @@ class AnalyzeActor:
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
         self._documents = OpenDocuments()
         self._aggregator = aggregator
+        self._metrics = PipelineMetrics()
 
     async def analyze(
         self, workspace_id: str, document_id: str, gridfs_id: str, sha256: str, page_nos: list[int]
     ) -> list[dict[str, Any]]:
         """Write pages' layout and chunks; return the chunks to embed."""
+        started = time.monotonic()
         db = self._db.get()
         document = await self._documents.get(db, gridfs_id)
         to_embed: list[dict[str, Any]] = []
@@ -95,4 +99,5 @@ class AnalyzeActor:
         if chunk_writes:
             await db.chunks.bulk_write(chunk_writes, ordered=False)
         self._aggregator.record.remote("analyze", document_id, len(page_nos))
+        self._metrics.phase_done("analyze", len(page_nos), time.monotonic() - started)
         return to_embed

@@ -8,6 +8,7 @@ torch threads as it was sized for (Ray would otherwise pin it to `num_cpus` thre
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import ray
 from bson.binary import Binary, BinaryVectorDtype
 from pymongo import UpdateOne
 
+from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase
 from core.settings import Settings
 
@@ -82,6 +84,7 @@ class EmbedActor:
         self.dimensions = int(self._model.get_sentence_embedding_dimension())
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
         self._aggregator = aggregator
+        self._metrics = PipelineMetrics()
 
     def describe(self) -> dict[str, Any]:
         """Readiness probe and placement report: device, threads, vector size."""
@@ -98,6 +101,7 @@ class EmbedActor:
         self, document_id: str, page_nos: list[int], chunks: list[dict[str, Any]]
     ) -> int:
         """Store vectors for `chunks`, then mark `page_nos` of the document done."""
+        started = time.monotonic()
         db = self._db.get()
         if chunks:
             vectors = encode(self._model, [c["text"] for c in chunks])
@@ -115,4 +119,5 @@ class EmbedActor:
             {"documentId": document_id, "pageNo": {"$in": page_nos}}, {"$set": {"done": True}}
         )
         self._aggregator.pages_done.remote(document_id, len(page_nos))
+        self._metrics.phase_done("embed", len(page_nos), time.monotonic() - started)
         return len(chunks)

@@ -46,8 +46,10 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
     if gpus >= 1:
         embed_actors, embed_cpus, embed_gpus, threads = int(min(gpus, 8)), 1.0, 1.0, 1
     elif cpus <= 4:
-        # One actor with every core's threads: it owns one logical CPU so the parsers fit.
-        embed_actors, embed_cpus, embed_gpus, threads = 1, 1.0, 0.0, int(cpus)
+        # One actor with every core's threads; it reserves at most one logical CPU so the
+        # parsers and the ontology actor (a quarter each) always fit beside it.
+        embed_cpus = min(1.0, cpus - 3 * parser_cpus)
+        embed_actors, embed_gpus, threads = 1, 0.0, int(cpus)
     else:
         left = cpus - 2 * parsers * parser_cpus - 1
         embed_actors = max(1, int(left // 4))

@@ -19,6 +19,7 @@ import ray
 from bson import ObjectId
 
 from actors.run_progress import ProgressThrottle, RunProgress, progress_key
+from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase
 from core.publisher import EventPublisher, PublishError, make_publisher
 from core.settings import Settings
@@ -45,6 +46,7 @@ class ProgressAggregator:
         self._publisher: EventPublisher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.events_sent: dict[str, int] = {}
+        self._metrics = PipelineMetrics()
 
     async def start(self, docs_total: int) -> None:
         self._progress.docs_total = docs_total
@@ -61,8 +63,9 @@ class ProgressAggregator:
         self._progress.document_fetched(document_id, pages, already_done=already_done)
         self._maybe_update()
 
-    def document_failed(self, document_id: str) -> None:
+    def document_failed(self, document_id: str, phase: str) -> None:
         self._progress.document_failed(document_id)
+        self._metrics.failures.inc(tags={"phase": phase})
         self._maybe_update()
 
     def record(self, phase: str, document_id: str, pages: int) -> None:
@@ -105,6 +108,8 @@ class ProgressAggregator:
     def _maybe_update(self) -> None:
         now = time.monotonic()
         progress = self._progress
+        in_flight = max(progress.rendered - progress.pages_done, 0)
+        self._metrics.in_flight.set(in_flight, tags={"workspace": self._workspace_id})
         if self._throttle.due(now, progress.pages_done, progress.phase, progress_key(progress)):
             self._queue_update(now)
 

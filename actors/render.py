@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ import ray
 from gridfs import AsyncGridFSBucket
 
 from actors.pdf import PAGES_BUCKET, OpenDocuments
+from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase
 from core.errors import DocumentError
 from core.settings import Settings
@@ -37,10 +39,12 @@ class RenderActor:
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
         self._documents = OpenDocuments()
         self._aggregator = aggregator
+        self._metrics = PipelineMetrics()
 
     async def render(
         self, workspace_id: str, document_id: str, gridfs_id: str, sha256: str, page_nos: list[int]
     ) -> list[int]:
+        started = time.monotonic()
         db = self._db.get()
         document = await self._documents.get(db, gridfs_id)
         bucket = AsyncGridFSBucket(db, bucket_name=PAGES_BUCKET)
@@ -60,6 +64,7 @@ class RenderActor:
                 upsert=True,
             )
         self._aggregator.record.remote("render", document_id, len(page_nos))
+        self._metrics.phase_done("render", len(page_nos), time.monotonic() - started)
         return page_nos
 
     async def _render_page(

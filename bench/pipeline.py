@@ -51,17 +51,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import psutil
 import ray
 
+import cluster.driver as driver
 from actors.embed import ENCODE_BATCH_SIZE, encode, load_model
 from actors.layout import blocks_from_dict, chunk_page, page_text
 from actors.pdf import open_pdf
-from actors.pool import PAGE_BATCH, plan_pools
+from actors.pool import PAGE_BATCH, PoolPlan, plan_pools
 from actors.render import preview_dpi
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
@@ -92,10 +93,10 @@ def _label(proc: psutil.Process, mine: set[int], me: int) -> str:
         return "bench driver (this process)"
     if proc.pid not in mine:
         return "other (not this benchmark)"
-    name = proc.name()
-    if name.startswith("ray::"):
-        return name
-    if "secantusd" in " ".join(proc.cmdline()):
+    cmdline = proc.cmdline()
+    if cmdline and cmdline[0].startswith("ray::"):
+        return cmdline[0].split()[0]  # the process title Ray sets; `name()` is cut at 15
+    if "secantusd" in " ".join(cmdline):
         return "MongoDB server (secantusd)"
     return "Ray system (gcs, raylet, agents)"
 
@@ -209,6 +210,7 @@ class RayRun:
     summary: RunSummary
     seconds: float
     embed_ready_s: float | None = None
+    embed_actor: dict[str, Any] = field(default_factory=dict)
     progress: list[tuple[float, int]] = field(default_factory=list)
     cpu: CpuMeter | None = None
 
@@ -240,7 +242,7 @@ class RunWatcher:
 
     async def _embed_ready(self, actor: Any) -> None:
         with contextlib.suppress(Exception):
-            await actor.describe.remote()
+            self._run.embed_actor = await actor.describe.remote()
             self._run.embed_ready_s = time.monotonic() - self._started
 
     async def _poll(self, aggregator: Any) -> None:
@@ -371,22 +373,23 @@ def rate(count: int, seconds: float | None) -> str:
 
 
 def row(label: str, seconds: float, pages: int, chunks: int) -> str:
-    return f"  {label:<44}{seconds:9.2f}{rate(pages, seconds)}{rate(chunks, seconds)}"
+    return f"  {label:<46}{seconds:9.2f}{rate(pages, seconds)}{rate(chunks, seconds)}"
 
 
-def print_header(paths: list[Path], plain: PlainRun, threads: int, load: float) -> None:
+def print_header(bench: Bench, threads: int) -> None:
+    plain = bench.plain
     words = statistics.mean(len(t.split()) for t in plain.texts) if plain.texts else 0.0
     plan = plan_pools(*cluster_size())
     print("\n=== pipeline throughput ===")
     print(
-        f"corpus: {len(paths)} PDFs, {plain.pages} pages, {len(plain.texts)} chunks "
+        f"corpus: {len(bench.paths)} PDFs, {plain.pages} pages, {len(plain.texts)} chunks "
         f"({words:.0f} words/chunk avg), DPI {Settings().render_dpi}, model "
         f"{Settings().embed_model}"
     )
     print(
         f"machine: {os.cpu_count()} CPUs; Ray {RAY_CPUS} CPUs; in-process torch threads "
-        f"{threads}; background load before start {load:.0%}"
-        + ("  ** machine not quiet: figures are pessimistic **" if load > BUSY_MACHINE else "")
+        f"{threads}; background load before start {bench.load:.0%}"
+        + ("  ** machine not quiet **" if bench.load > BUSY_MACHINE else "")
     )
     print(
         f"pool plan: embed {plan.embed_actors} actor x {plan.embed_cpus:g} CPU, "
@@ -396,77 +399,156 @@ def print_header(paths: list[Path], plain: PlainRun, threads: int, load: float) 
     )
 
 
-def print_rates(runs: list[RayRun], plain: PlainRun, ceiling: list[float]) -> None:
+def print_rates(bench: Bench, ceiling: list[float]) -> None:
+    plain, runs = bench.plain, bench.runs
     pages, chunks = plain.pages, len(plain.texts)
-    print(f"\n  {'':<44}{'seconds':>9}{'pages/s':>9}{'chunks/s':>9}")
+    print(f"\n  {'':<46}{'seconds':>9}{'pages/s':>9}{'chunks/s':>9}")
     for index, run in enumerate(runs, 1):
-        kind = "cold Ray workers" if index == 1 else "fresh db, Ray warm"
+        kind = "first" if index == 1 else "fresh db, OS cache warm"
         print(row(f"(a) run_index, run {index} ({kind})", run.seconds, pages, chunks))
-    steady = runs[0].steady_rate()
-    if steady:
-        print(f"  {'(a) run 1 steady (first->last batch done)':<44}{'':>9}{steady:9.2f}")
+    for index, run in enumerate(runs, 1):
+        steady = run.steady_rate()
+        if steady:
+            label = f"(a) run {index} steady (first->last batch done)"
+            print(f"  {label:<46}{'':>9}{steady:9.2f}")
     print(row("(b) plain process, all phases", plain.total(), pages, chunks))
-    print(
-        row(
-            "(b) plain process, without model load",
-            plain.total(without=("model load",)),
-            pages,
-            chunks,
-        )
-    )
+    without = plain.total(without=("model load",))
+    print(row("(b) plain process, without model load", without, pages, chunks))
     best = min(ceiling)
     print(row(f"(c) encode only (best of {len(ceiling)})", best, pages, chunks))
-    if len(ceiling) > 1:
-        print(f"      (c) all repeats: {', '.join(f'{s:.2f}s' for s in ceiling)}")
-    print("\nratios (pages/s):")
+    print(f"      (c) every repeat: {', '.join(f'{s:.2f}s' for s in ceiling)}")
+    print("\nratios of pages/s:")
     for index, run in enumerate(runs, 1):
         print(
-            f"  run {index}: a/b = {plain.total() / run.seconds:.2f}  "
-            f"(vs b without model load {plain.total(without=('model load',)) / run.seconds:.2f})"
-            f"   a/c = {best / run.seconds:.2f}"
+            f"  run {index}: a/b = {plain.total() / run.seconds:.2f} "
+            f"(a/b without model load {without / run.seconds:.2f})   "
+            f"a/c = {best / run.seconds:.2f}"
         )
-    if steady:
-        print(f"  run 1 steady: a/c = {steady / (pages / best):.2f}")
+        steady = run.steady_rate()
+        if steady:
+            print(f"  run {index} steady: a/c = {steady / (pages / best):.2f}")
 
 
-def print_phases(runs: list[RayRun], plain: PlainRun) -> None:
+def print_phases(bench: Bench) -> None:
+    plain = bench.plain
     total = plain.total()
-    print("\n(b) plain process, phase by phase:")
+    print("\n(b) plain process, phase by phase (share of its total):")
     for name, seconds in plain.seconds.items():
         print(f"  {name:<32}{seconds:8.2f}s {seconds / total:6.1%}")
-    for index, run in enumerate(runs, 1):
-        print(f"\n(a) run {index}: RunSummary.phase_seconds (busy wall seconds, overlapping):")
+    for index, run in enumerate(bench.runs, 1):
+        print(f"\n(a) run {index}: RunSummary.phase_seconds (busy wall s, overlapping, % of run):")
         for name, seconds in run.summary.phase_seconds.items():
-            print(f"  {name:<32}{seconds:8.2f}s {seconds / run.seconds:6.1%} of the run")
-        ready = f"{run.embed_ready_s:.2f}s" if run.embed_ready_s is not None else "?"
-        first = run.first_done_s()
-        print(
-            f"  embed actor ready (model loaded) at {ready}; first batch done at "
-            + (f"{first:.2f}s" if first is not None else "?")
-            + f"; run ends at {run.seconds:.2f}s; chunks {run.summary.chunks}, "
-            f"concepts {run.summary.concepts}"
-        )
+            print(f"  {name:<32}{seconds:8.2f}s {seconds / run.seconds:6.1%}")
+        print_timeline(run)
 
 
-def print_cpu(run: RayRun) -> None:
-    meter = run.cpu
-    if meter is None:
-        return
-    capacity = (os.cpu_count() or 1) * meter.wall
+def print_timeline(run: RayRun) -> None:
+    ready = f"{run.embed_ready_s:.2f}s" if run.embed_ready_s is not None else "?"
+    first = run.first_done_s()
+    first_text = f"{first:.2f}s" if first is not None else "?"
     print(
-        f"\n(a) run 1: CPU seconds during the run ({meter.busy:.1f}s busy of "
-        f"{capacity:.1f}s available = {meter.busy / capacity:.0%}):"
+        f"  EmbedActor ready (model loaded, {run.embed_actor.get('threads', '?')} torch "
+        f"threads) at {ready}; first batch done at {first_text}; end at {run.seconds:.2f}s"
     )
-    for label, seconds in meter.by_label().items():
-        if seconds >= 0.05:
-            print(f"  {label:<44}{seconds:8.2f}s")
+    print(f"  stored: {run.summary.chunks} chunks, {run.summary.concepts} concepts")
+
+
+def print_cpu(runs: list[RayRun]) -> None:
+    meters = [run.cpu for run in runs if run.cpu is not None]
+    if not meters:
+        return
+    columns = "".join(f"{f'run {i}':>9}" for i in range(1, len(meters) + 1))
+    print(f"\n(a) CPU seconds spent during each run, by process:\n  {'':<44}{columns}")
+    tables = [meter.by_label() for meter in meters]
+    labels = sorted(
+        {label for table in tables for label in table}, key=lambda k: -tables[0].get(k, 0)
+    )
+    for label in labels:
+        if max(table.get(label, 0.0) for table in tables) >= 0.05:
+            print(f"  {label:<44}" + "".join(f"{t.get(label, 0.0):9.2f}" for t in tables))
+    capacity = [(os.cpu_count() or 1) * m.wall for m in meters]
+    print(
+        f"  {'all CPUs busy / available':<44}"
+        + "".join(f"{m.busy / c:9.0%}" for m, c in zip(meters, capacity, strict=True))
+    )
 
 
 # -- experiments (not part of the measurement) ---------------------------------------------
 
 
-def experiment_batches(plain: PlainRun) -> None:
+class _Prebuilt:
+    """Stands in for an actor class in `cluster.driver`: hands out ready-made handles."""
+
+    def __init__(self, handles: list[Any]) -> None:
+        self._handles = list(handles)
+
+    def options(self, **_: Any) -> _Prebuilt:
+        return self
+
+    def remote(self, *_: Any, **__: Any) -> Any:
+        return self._handles.pop(0)
+
+
+@contextlib.contextmanager
+def patched(module: Any, **values: Any) -> Iterator[None]:
+    saved = {name: getattr(module, name) for name in values}
+    for name, value in values.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+
+
+def experiment_prewarmed(bench: Bench) -> None:
+    """EXPERIMENT: the run's EmbedActor (and aggregator) created and model-loaded before the
+    clock starts: what a long-lived embed pool, kept between runs, would give."""
+    from actors.embed import EmbedActor
+    from actors.progress import ProgressAggregator
+
+    settings = bench_settings(bench.mongo_uri, bench.folder)
+    workspace_id = asyncio.run(prepare_workspace(settings, bench.paths))
+    plan = plan_pools(*cluster_size())
+    aggregator = ProgressAggregator.remote(settings, workspace_id)
+    embed = [
+        EmbedActor.options(num_cpus=plan.embed_cpus).remote(
+            settings, aggregator, plan.embed_threads
+        )
+        for _ in range(plan.embed_actors)
+    ]
+    ray.get([actor.describe.remote() for actor in embed])
+    time.sleep(2.0)  # let the start-up CPU settle
+    with patched(driver, ProgressAggregator=_Prebuilt([aggregator]), EmbedActor=_Prebuilt(embed)):
+        run = asyncio.run(timed_run(settings, workspace_id))
+    report_experiment("model preloaded before the clock", run, bench)
+
+
+def experiment_fetch1(bench: Bench) -> None:
+    """EXPERIMENT: one fetch actor instead of two (fewer worker processes starting at once)."""
+
+    def plan_one_fetch(cpus: float, gpus: float) -> PoolPlan:
+        return replace(plan_pools(cpus, gpus), fetch_actors=1)
+
+    with patched(driver, plan_pools=plan_one_fetch):
+        run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
+    report_experiment("1 fetch actor", run, bench)
+
+
+def report_experiment(what: str, run: RayRun, bench: Bench) -> None:
+    pages = bench.plain.pages
+    steady = run.steady_rate()
+    print(
+        f"  EXPERIMENT run_index, {what}: {run.seconds:.2f}s = {pages / run.seconds:.2f} "
+        f"pages/s; steady {steady or 0:.2f} pages/s; embed ready at "
+        f"{run.embed_ready_s or 0:.2f}s; phases "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in run.summary.phase_seconds.items())
+    )
+
+
+def experiment_batches(bench: Bench) -> None:
     """EXPERIMENT: encode in the driver's per-batch groups, as EmbedActor.embed receives them."""
+    plain = bench.plain
     sizes = [len(b) for b in plain.batches if b]
     started = time.perf_counter()
     for batch in plain.batches:
@@ -474,38 +556,52 @@ def experiment_batches(plain: PlainRun) -> None:
             encode(plain.model, batch)
     seconds = time.perf_counter() - started
     print(
-        f"  EXPERIMENT encode per driver batch ({len(sizes)} calls, {min(sizes)}-{max(sizes)} "
-        f"chunks each): {seconds:.2f}s = {plain.pages / seconds:.2f} pages/s"
+        f"  EXPERIMENT encode per driver batch ({len(sizes)} calls of {min(sizes)}-{max(sizes)} "
+        f"chunks): {seconds:.2f}s = {plain.pages / seconds:.2f} pages/s"
     )
 
 
-def experiment_threads(plain: PlainRun, threads: int) -> None:
-    """EXPERIMENT: encode with fewer torch threads (what an actor pinned to 1 CPU gets)."""
+def experiment_threads1(bench: Bench) -> None:
+    """EXPERIMENT: encode with 1 torch thread (what an actor left at Ray's default gets)."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     try:
-        seconds = min(embed_ceiling(plain.model, plain.texts, 1))
+        seconds = min(embed_ceiling(bench.plain.model, bench.plain.texts, 1))
     finally:
         torch.set_num_threads(before)
     print(
-        f"  EXPERIMENT encode with {threads} torch thread(s): {seconds:.2f}s = "
-        f"{plain.pages / seconds:.2f} pages/s"
+        f"  EXPERIMENT encode, 1 torch thread: {seconds:.2f}s = "
+        f"{bench.plain.pages / seconds:.2f} pages/s"
     )
 
 
-EXPERIMENTS: dict[str, Callable[[PlainRun], None]] = {
+EXPERIMENTS: dict[str, Callable[[Bench], None]] = {
+    "prewarmed": experiment_prewarmed,
+    "fetch1": experiment_fetch1,
     "batches": experiment_batches,
-    "threads1": lambda plain: experiment_threads(plain, 1),
+    "threads1": experiment_threads1,
 }
 
 
 # -- main ----------------------------------------------------------------------------------
 
 
+@dataclass
+class Bench:
+    """One corpus, its server, and what was measured on it."""
+
+    folder: Path
+    paths: list[Path]
+    mongo_uri: str
+    load: float
+    runs: list[RayRun] = field(default_factory=list)
+    plain: PlainRun = field(default_factory=PlainRun)
+
+
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--documents", type=int, default=8, help="PDFs in the corpus")
     parser.add_argument("--pages", type=int, default=6, help="pages per PDF (+0..2 each)")
     parser.add_argument("--runs", type=int, default=2, help="run_index runs (fresh db each)")
@@ -520,6 +616,17 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def measure(bench: Bench, args: argparse.Namespace) -> None:
+    bench.runs = [ray_run(bench.mongo_uri, bench.folder, bench.paths) for _ in range(args.runs)]
+    threads = use_all_cores()
+    bench.plain = plain_pipeline(bench.paths, Settings().render_dpi, Settings().embed_model)
+    ceiling = embed_ceiling(bench.plain.model, bench.plain.texts, args.repeats)
+    print_header(bench, threads)
+    print_rates(bench, ceiling)
+    print_phases(bench)
+    print_cpu(bench.runs)
+
+
 def main() -> None:
     args = parse_args()
     load = background_load()
@@ -531,16 +638,12 @@ def main() -> None:
         with EmbeddedMongo(folder / "mongo", in_memory=True) as mongo:
             connect_ray(None, num_cpus=RAY_CPUS)
             try:
-                runs = [ray_run(mongo.uri, folder, paths) for _ in range(args.runs)]
-                threads = use_all_cores()
-                plain = plain_pipeline(paths, Settings().render_dpi, Settings().embed_model)
-                ceiling = embed_ceiling(plain.model, plain.texts, args.repeats)
-                print_header(paths, plain, threads, load)
-                print_rates(runs, plain, ceiling)
-                print_phases(runs, plain)
-                print_cpu(runs[0])
+                bench = Bench(folder, paths, mongo.uri, load)
+                measure(bench, args)
+                if args.experiment:
+                    print("\nEXPERIMENTS (monkeypatched in this process; not the measurement):")
                 for name in args.experiment:
-                    EXPERIMENTS[name](plain)
+                    EXPERIMENTS[name](bench)
             finally:
                 ray.shutdown()
 

@@ -281,7 +281,7 @@ class IndexRun:
             {"_id": ObjectId(document_id)},
             {"$set": {"status": "failed", "error": exc.message, "failedPhase": exc.phase}},
         )
-        self._pools.aggregator.document_failed.remote(document_id)
+        self._pools.aggregator.document_failed.remote(document_id, exc.phase)
 
     async def _document_indexed(self, fetched: FetchedDocument) -> None:
         await self._db.documents.update_one(

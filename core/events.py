@@ -71,6 +71,7 @@ class PublishRequest(BaseModel):
     workspaceId: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     event: IndexEventName
     payload: dict[str, Any] = Field(default_factory=dict)
+    sentAt: float | None = None  # the publisher's clock (epoch s), for the latency metric
 
 
 def validate_index_payload(event: str, payload: dict[str, Any]) -> dict[str, Any]:

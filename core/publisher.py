@@ -11,6 +11,7 @@ Publishing never waits long: a head that is down costs at most `timeout_s` per e
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 import httpx
@@ -48,6 +49,7 @@ class HttpEventPublisher:
             "workspaceId": workspace_id,
             "event": event,
             "payload": validate_index_payload(event, payload),
+            "sentAt": time.time(),
         }
         try:
             response = await self._client.post("/internal/events", json=body)

@@ -63,6 +63,8 @@ class Settings:
     head_url: str = f"http://127.0.0.1:{DEFAULT_PORT}"
     redis_url: Secret | None = None
     ray_address: str | None = None
+    ray_jobs_address: str | None = None
+    max_local_pages: int = 500
     embed_model: str = DEFAULT_EMBED_MODEL
     admin_token: Secret | None = None
     publish_token: Secret | None = None
@@ -120,6 +122,10 @@ def _url(environ: Mapping[str, str], name: str, default: str) -> str:
     return value.rstrip("/")
 
 
+def _optional_url(environ: Mapping[str, str], name: str) -> str | None:
+    return _url(environ, name, "") if environ.get(name, "").strip() else None
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and validate every setting; raise SettingsError naming the first bad one."""
     port = _int(environ, "PORT", DEFAULT_PORT)
@@ -143,6 +149,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         head_url=_url(environ, "HEAD_URL", f"http://127.0.0.1:{port}"),
         redis_url=redis_url,
         ray_address=environ.get("RAY_ADDRESS", "").strip() or None,
+        ray_jobs_address=(
+            _url(environ, "RAY_JOBS_ADDRESS", "http://x")
+            if environ.get("RAY_JOBS_ADDRESS")
+            else None
+        ),
+        max_local_pages=_int(environ, "INDEXER_MAX_LOCAL_PAGES", 500),
         embed_model=environ.get("EMBED_MODEL", "").strip() or DEFAULT_EMBED_MODEL,
         admin_token=_secret(environ, "ADMIN_TOKEN"),
         publish_token=_secret(environ, "INDEXER_PUBLISH_TOKEN"),

@@ -21,7 +21,8 @@ from pymongo.errors import PyMongoError
 from core.db import ensure_indexes, open_client, require_uri
 from core.errors import StorageError
 from core.settings import Settings
-from head.routes import events, health, workspaces
+from head.routes import admin, events, health, workspaces
+from head.runs import RunLauncher
 from head.session_auth import SessionAuthenticator
 from head.sockets import WorkspaceNamespace
 from head.state import HeadState
@@ -67,12 +68,15 @@ def create_app(settings: Settings) -> Any:
         try:
             yield
         finally:
+            await runs.aclose()
             if state.redis is not None:
                 await state.redis.aclose()
             await state.mongo.close()
 
     api = FastAPI(title="indexer head", lifespan=lifespan)
     api.state.head = state
+    runs = RunLauncher(state)
+    api.state.runs = runs
     api.add_middleware(
         CORSMiddleware,
         allow_origins=[settings.web_app_url],
@@ -82,7 +86,7 @@ def create_app(settings: Settings) -> Any:
     )
     api.add_exception_handler(StorageError, _storage_unavailable)
     api.add_exception_handler(PyMongoError, _storage_unavailable)
-    for module in (health, workspaces, events):
+    for module in (health, workspaces, events, admin):
         api.include_router(module.router)
     return socketio.ASGIApp(sio, other_asgi_app=api)
 

@@ -49,7 +49,7 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         if event == "connect":
             return await self._connect(*args[:2])
         if event == "disconnect":
-            return None
+            return await self._disconnect(args[0])
         handler = self._handlers.get(event)
         if handler is None or not args:
             return None
@@ -62,44 +62,55 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
             identity = await self._state.authenticator.authenticate(cookies)
         except AuthError as exc:
             logger.info("connection refused: %s", exc.reason)
+            self._state.metrics.auth_failures.labels(exc.reason).inc()
             raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
         await self.save_session(
             sid, {"userId": identity.user_id, "expiresAt": identity.expires_at, "rooms": []}
         )
+        self._state.metrics.sockets_connected.inc()
+
+    async def _disconnect(self, sid: str) -> None:
+        session = await self.get_session(sid)
+        self._state.metrics.sockets_connected.dec()
+        self._state.metrics.rooms_joined.dec(len(session.get("rooms", [])))
+
+    async def _send(self, sid: str, event: str, data: dict[str, Any]) -> None:
+        self._state.metrics.events_sent.labels(event).inc()
+        await self.emit(event, data, to=sid)
 
     async def _join(self, sid: str, data: Any) -> None:
         request = _room_request(data)
         if request is None:
-            await self.emit("error", {"message": INVALID_REQUEST}, to=sid)
+            await self._send(sid, "error", {"message": INVALID_REQUEST})
             return
         session = await self.get_session(sid)
         rooms: list[str] = session["rooms"]
         room = workspace_room(request.workspaceId)
         if room not in rooms and len(rooms) >= self._state.settings.max_rooms_per_socket:
-            await self.emit("error", {"message": TOO_MANY_ROOMS}, to=sid)
+            await self._send(sid, "error", {"message": TOO_MANY_ROOMS})
             return
         try:
             workspace = await find_workspace(self._state.db, request.workspaceId)
         except PyMongoError as exc:
             logger.warning("workspace lookup failed: %s", type(exc).__name__)
-            await self.emit("error", {"message": UNAVAILABLE}, to=sid)
+            await self._send(sid, "error", {"message": UNAVAILABLE})
             return
         role = role_of(workspace, session["userId"]) if workspace else None
         if role is None:
-            await self.emit("error", {"message": ACCESS_DENIED}, to=sid)
+            await self._send(sid, "error", {"message": ACCESS_DENIED})
             return
         await self.enter_room(sid, room)
         if room not in rooms:
             rooms.append(room)
             await self.save_session(sid, session)
-        await self.emit(
-            "workspace:joined", {"workspaceId": request.workspaceId, "role": role}, to=sid
-        )
+            self._state.metrics.rooms_joined.inc()
+        joined = {"workspaceId": request.workspaceId, "role": role}
+        await self._send(sid, "workspace:joined", joined)
 
     async def _leave(self, sid: str, data: Any) -> None:
         request = _room_request(data)
         if request is None:
-            await self.emit("error", {"message": INVALID_REQUEST}, to=sid)
+            await self._send(sid, "error", {"message": INVALID_REQUEST})
             return
         room = workspace_room(request.workspaceId)
         await self.leave_room(sid, room)
@@ -107,7 +118,8 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         if room in session["rooms"]:
             session["rooms"].remove(room)
             await self.save_session(sid, session)
-        await self.emit("workspace:left", {"workspaceId": request.workspaceId}, to=sid)
+            self._state.metrics.rooms_joined.dec()
+        await self._send(sid, "workspace:left", {"workspaceId": request.workspaceId})
 
 
 def _room_request(data: Any) -> RoomRequest | None:

@@ -11,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from core.db import Document
 from core.settings import Settings
+from head.metrics import HeadMetrics
 from head.session_auth import SessionAuthenticator
 
 
@@ -20,6 +21,7 @@ class HeadState:
 
     settings: Settings
     sio: socketio.AsyncServer
+    metrics: HeadMetrics = field(default_factory=HeadMetrics)
     mongo: AsyncMongoClient[Document] | None = None
     redis: aioredis.Redis | None = None
     authenticator_: SessionAuthenticator | None = field(default=None, repr=False)

@@ -7,6 +7,8 @@ the event to its own clients exactly once.
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
 from core.events import PublishRequest, validate_index_payload, workspace_room
@@ -31,4 +33,7 @@ async def publish_event(body: PublishRequest, state: State) -> dict[str, str]:
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     await state.sio.emit(body.event, payload, room=workspace_room(body.workspaceId))
+    state.metrics.events_sent.labels(body.event).inc()
+    if body.sentAt is not None:
+        state.metrics.publish_latency.observe(max(0.0, time.time() - body.sentAt))
     return {"status": "accepted"}
