@@ -18,20 +18,33 @@ What runs (all on loopback, all stopped on exit):
 
 What is measured:
 - join latency: from emitting `workspace:join` to receiving `workspace:joined`, per client
-  (perf_counter in the client process; up to `--wave` joins are in flight at once);
+  (perf_counter in the client process; up to `--wave` joins are in flight at once). It is
+  mostly the head's workspace lookup in MongoDB; with Redis the `workspace:joined` reply
+  is also published on the Redis channel, as python-socketio's Redis manager does for
+  every emit, even one addressed to a local socket.
 - broadcast latency: the publisher stamps `sentAt = time.time()` (an extra field of a
-  valid `index:progress` payload) just before its send; each client subtracts it from
-  `time.time()` on receipt. Both processes read the same machine clock. E events are sent
-  ~20 ms apart (`--interval-ms`); each is delivered to every client, so one run yields
-  N x E samples. Every client must get every event exactly once: missing and duplicate
-  deliveries are counted and a nonzero count makes the exit status 1.
+  valid `index:progress` payload, with `seq`) just before its send; each client subtracts
+  it from `time.time()` on receipt. Both processes read the same machine clock. After one
+  warm-up event (not counted), E events are sent on a fixed schedule `--interval-ms`
+  apart (default 20), open loop: a send does not wait for the previous one to return, so
+  both configurations get the same offered load. Each event reaches every client: N x E
+  samples. Every client must get every event exactly once; missing and duplicate
+  deliveries are counted and a nonzero count (or a client that did not join) makes the
+  exit status 1.
 
-How to read it: p50 is the typical delay, p99 the tail. All processes (MongoDB, Redis,
-heads and the single client process) share the machine's cores, and one client process
-must decode N messages per event, so at high N the broadcast figures include client-side
-queueing; compare the two configurations with each other rather than as absolute
-figures. The last line gives redis / in-memory ratios: the cost of sharing rooms through
-Redis (one extra publish/subscribe hop, plus two heads instead of one).
+How to read it: p50 is the typical delay, p99 the tail, max the worst; all in ms. The
+ratio line divides redis by in-memory (above 1: Redis is slower). Under each table one
+line per configuration gives: connect time of all clients; the latency of event 0 alone
+(nothing queued ahead of it: the fan-out latency of one event); how long the publishes
+took to return; and the delivery rate from the first send to the last receipt.
+
+Beware saturation: the default load is N x 50 deliveries per second (25,000/s for 500
+clients), far above what two shared cores can push through Python heads and one Python
+client process (a few thousand per second). Events then queue behind each other and the
+broadcast percentiles measure that backlog (they grow with E), not the latency of one
+event; compare "event 0 alone", or raise `--interval-ms` (e.g. 200) for the unsaturated
+regime. Everything (MongoDB, Redis, heads, clients) shares the same cores, so other load
+on the machine moves the figures a lot: run it on a quiet machine and repeat it.
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ import os
 import resource
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -53,6 +67,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -77,6 +92,7 @@ SOCKET_TIMEOUT_S = 15.0
 CLIENT_PHASE_TIMEOUT_S = 90.0
 DELIVERY_GRACE_S = 30.0
 POLL_S = 0.1
+EVENT = "index:progress"
 
 
 # -- shared ----------------------------------------------------------------------------
@@ -152,7 +168,7 @@ class BenchClient:
         self._joined: asyncio.Future[Any] | None = None
         self.sio.on("workspace:joined", self._on_joined)
         self.sio.on("error", self._on_error)
-        self.sio.on("index:progress", self._on_progress)
+        self.sio.on(EVENT, self._on_progress)
 
     async def _on_joined(self, data: Any) -> None:
         if self._joined is not None and not self._joined.done():
@@ -411,17 +427,21 @@ async def publish_events(
 ) -> float:
     """One warm-up event (seq -1, ignored by clients), then `events` on a fixed schedule.
 
-    Returns the seconds from the first send to the last publish returning; above
-    (events - 1) x interval_s when the publisher could not keep the schedule.
+    Open loop: each send starts on its slot without waiting for the previous one to
+    return, so a slow head cannot slow the publisher down and hide its own queueing.
+    Returns the seconds from the first send until every publish has returned.
     """
-    await publisher.publish(workspace_id, "index:progress", progress_payload(-1, events))
+    await publisher.publish(workspace_id, EVENT, progress_payload(-1, events))
     await asyncio.sleep(0.5)
     start = time.monotonic()
+    sends: list[asyncio.Task[None]] = []
     for seq in range(events):
         delay = start + seq * interval_s - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        await publisher.publish(workspace_id, "index:progress", progress_payload(seq, events))
+        payload = progress_payload(seq, events)
+        sends.append(asyncio.create_task(publisher.publish(workspace_id, EVENT, payload)))
+    await asyncio.wait_for(asyncio.gather(*sends), CLIENT_PHASE_TIMEOUT_S)
     return time.monotonic() - start
 
 
@@ -573,12 +593,15 @@ def orchestrate(args: argparse.Namespace) -> int:
             workspace_id = asyncio.run(create_bench_workspace(mongo.uri, db_name))
             backend = Backend(mongo.uri, db_name, secrets.token_urlsafe(32), workspace_id, workdir)
             results = asyncio.run(run_all(args, backend))
+    except KeyboardInterrupt:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     except BaseException:
         print(f"bench failed; logs kept in {workdir}", file=sys.stderr)
         raise
+    shutil.rmtree(workdir, ignore_errors=True)
     print_report(args, results)
     print(f"total {time.monotonic() - started:.0f} s")
-    shutil.rmtree(workdir, ignore_errors=True)
     exact = all(r["missing"] == 0 and r["duplicates"] == 0 for r in results.values())
     joined = all(r["joined"] == r["clients"] for r in results.values())
     if not (exact and joined):
@@ -604,13 +627,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so every `finally` stops what it started."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     raise_fd_limit()
     if args.role == "clients":
         asyncio.run(run_clients(args))
         return 0
-    return orchestrate(args)
+    interrupt_on_sigterm()
+    try:
+        return orchestrate(args)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
