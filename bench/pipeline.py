@@ -95,10 +95,21 @@ def _label(proc: psutil.Process, mine: set[int], me: int) -> str:
         return "other (not this benchmark)"
     cmdline = proc.cmdline()
     if cmdline and cmdline[0].startswith("ray::"):
-        return cmdline[0].split()[0]  # the process title Ray sets; `name()` is cut at 15
+        # The title Ray sets, "ray::Class.method" while a call runs; `name()` is cut at 15.
+        return cmdline[0].split()[0].split(".")[0]
     if "secantusd" in " ".join(cmdline):
         return "MongoDB server (secantusd)"
     return "Ray system (gcs, raylet, agents)"
+
+
+def _busy(times: Any) -> float:
+    """CPU seconds not idle, all CPUs together (guest time is already in user time)."""
+    skip = {"idle", "iowait", "guest", "guest_nice"}
+    return sum(v for k, v in times._asdict().items() if k not in skip)
+
+
+def _is_actor(label: str) -> bool:
+    return label.startswith("ray::") and label != "ray::IDLE"
 
 
 class CpuMeter:
@@ -115,6 +126,7 @@ class CpuMeter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._system_start = psutil.cpu_times()
+        self._started = time.monotonic()
         self.wall = 0.0
         self.busy = 0.0
 
@@ -130,10 +142,7 @@ class CpuMeter:
         self._stop.set()
         self._thread.join()
         self.wall = time.monotonic() - self._started
-        end = psutil.cpu_times()
-        idle = (end.idle - self._system_start.idle) + (end.iowait - self._system_start.iowait)
-        total = sum(end) - sum(self._system_start)
-        self.busy = total - idle
+        self.busy = _busy(psutil.cpu_times()) - _busy(self._system_start)
 
     def _loop(self) -> None:
         while not self._stop.wait(CPU_SAMPLE_S):
@@ -148,8 +157,8 @@ class CpuMeter:
                 if baseline or proc.pid not in self._base:
                     self._base[proc.pid] = seconds if baseline else 0.0
                 self._last[proc.pid] = seconds
-                if label != "ray::IDLE" or proc.pid not in self._labels:
-                    self._labels[proc.pid] = label
+                if not _is_actor(self._labels.get(proc.pid, "")):
+                    self._labels[proc.pid] = label  # a worker keeps its actor's name
 
     def by_label(self) -> dict[str, float]:
         totals: dict[str, float] = {}

@@ -10,8 +10,12 @@ turns token authentication on by default) is found by Ray's own client in RAY_AU
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from core.settings import Settings
@@ -45,18 +49,37 @@ def job_env(settings: Settings) -> dict[str, str]:
         "EMBED_MODEL": settings.embed_model,
         "INDEXER_RENDER_DPI": str(settings.render_dpi),
         "INDEXER_MAX_DOCUMENT_BYTES": str(settings.max_document_bytes),
-        "HF_HUB_OFFLINE": "1",
-    }
+    }  # offline model loading comes from the driver's own runtime env (ray_runtime.py)
     if settings.mongodb_uri is not None and not urlsplit(settings.mongodb_uri.reveal()).password:
         env["MONGODB_URI"] = settings.mongodb_uri.reveal()
     return env
 
 
-def submit_ray_job(settings: Settings, workspace_id: str, job_id: str, address: str) -> str:
-    """Submit the run's driver as a Ray Job; returns the Ray job id. Blocking (HTTP)."""
+def ray_auth_headers() -> dict[str, str]:
+    """The cluster's token as a bearer header, when one is configured or on disk.
+
+    Ray's own client only sends its token when RAY_AUTH_MODE=token is set in this process;
+    a CLI on an operator's machine usually has just the token (RAY_AUTH_TOKEN,
+    RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), so we send it ourselves.
+    """
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if not token:
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "") or Path.home() / ".ray/auth_token")
+        with contextlib.suppress(OSError):
+            token = path.read_text().strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def jobs_client(address: str) -> Any:
+    """A JobSubmissionClient for `address` that authenticates when the cluster needs it."""
     from ray.job_submission import JobSubmissionClient
 
-    client = JobSubmissionClient(address)
+    return JobSubmissionClient(address, headers=ray_auth_headers())
+
+
+def submit_ray_job(settings: Settings, workspace_id: str, job_id: str, address: str) -> str:
+    """Submit the run's driver as a Ray Job; returns the Ray job id. Blocking (HTTP)."""
+    client = jobs_client(address)
     return str(
         client.submit_job(
             entrypoint=f"python -m cluster.cli index {workspace_id} --job-id {job_id}",
@@ -69,9 +92,7 @@ def submit_ray_job(settings: Settings, workspace_id: str, job_id: str, address: 
 
 def stop_ray_job(address: str, ray_job_id: str, *, timeout_s: float = 60.0) -> str:
     """Stop a Ray job and wait (bounded) until Ray reports it ended; returns its status."""
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(address)
+    client = jobs_client(address)
     client.stop_job(ray_job_id)
     deadline = time.monotonic() + timeout_s
     status = str(client.get_job_status(ray_job_id))

@@ -13,7 +13,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from cluster.jobs import RAY_TO_JOB_STATUS, submit_ray_job
+from cluster.jobs import RAY_TO_JOB_STATUS, jobs_client, submit_ray_job
 from cluster.progress_bar import format_progress
 from core.db import Document, ensure_indexes, open_client, require_uri
 from core.errors import RunError
@@ -57,9 +57,7 @@ async def submit_run(settings: Settings, workspace_id: str, address: str, *, wai
 async def _follow(
     db: AsyncDatabase[Document], address: str, job_id: str, ray_job_id: str, workspace_id: str
 ) -> int:
-    from ray.job_submission import JobSubmissionClient
-
-    ray_jobs = JobSubmissionClient(address)
+    ray_jobs = jobs_client(address)
     deadline = time.monotonic() + FOLLOW_TIMEOUT_S
     tty = sys.stderr.isatty()
     while True:
