@@ -89,9 +89,17 @@ def validate_index_payload(event: str, payload: dict[str, Any]) -> dict[str, Any
         raise ValueError(f"invalid {event} payload: {exc.errors(include_input=False)}") from None
 
 
+class ResumePoint(BaseModel):
+    """The last event a client applied: `{epoch, seq}` from an earlier `index:*` event."""
+
+    epoch: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    seq: int = Field(ge=0)
+
+
 class RoomRequest(BaseModel):
-    """`workspace:join` / `workspace:leave` from a browser."""
+    """`workspace:join` / `workspace:leave` from a browser; `since` asks for a replay."""
 
     model_config = ConfigDict(extra="ignore")
 
     workspaceId: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    since: ResumePoint | None = None

@@ -6,6 +6,7 @@ Redis client when REDIS_URL is set) on the server's event loop and closes them o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,9 @@ from pymongo.errors import PyMongoError
 
 from core.db import ensure_indexes, open_client, require_uri
 from core.errors import StorageError
+from core.history import RedisEventHistory
 from core.settings import Settings
+from head.access_watch import AccessWatcher
 from head.routes import admin, events, health, workspaces
 from head.runs import RunLauncher
 from head.session_auth import SessionAuthenticator
@@ -55,7 +58,9 @@ def create_app(settings: Settings) -> Any:
     uri = require_uri(settings)
     sio = create_sio(settings)
     state = HeadState(settings=settings, sio=sio)
-    sio.register_namespace(WorkspaceNamespace(state))
+    namespace = WorkspaceNamespace(state)
+    sio.register_namespace(namespace)
+    watcher = AccessWatcher(state, namespace)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -65,9 +70,12 @@ def create_app(settings: Settings) -> Any:
         state.authenticator_ = SessionAuthenticator(secret, db.sessions)
         if settings.redis_url is not None:
             state.redis = aioredis.from_url(settings.redis_url.reveal())
+            state.history = RedisEventHistory(state.redis)
+        watching = asyncio.create_task(watcher.run())
         try:
             yield
         finally:
+            watching.cancel()
             await runs.aclose()
             if state.redis is not None:
                 await state.redis.aclose()

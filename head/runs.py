@@ -20,8 +20,8 @@ from typing import Any
 from bson import ObjectId
 
 from core.db import require_uri
-from core.events import workspace_room
 from core.jobs import create_job, find_job, finish_job_if_active, update_job
+from head.broadcast import broadcast
 from head.state import HeadState
 
 logger = logging.getLogger(__name__)
@@ -145,9 +145,9 @@ class RunLauncher:
             {"_id": ObjectId(workspace_id)},
             {"$set": {"indexStatus": "failed", "indexError": "cancelled"}},
         )
-        payload = {"error": "cancelled", "phase": phase}
-        await self._state.sio.emit("index:failed", payload, room=workspace_room(workspace_id))
-        self._state.metrics.events_sent.labels("index:failed").inc()
+        await broadcast(
+            self._state, workspace_id, "index:failed", {"error": "cancelled", "phase": phase}
+        )
         return await find_job(db, job_id)
 
     async def _stop(self, job: dict[str, Any]) -> None:

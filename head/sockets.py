@@ -16,10 +16,13 @@ from typing import Any
 import socketio
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 
+from core.db import Document
 from core.errors import AuthError
 from core.events import RoomRequest, workspace_room
-from core.workspaces import find_workspace, role_of
+from core.history import Replay
+from core.workspaces import find_workspace, public_state, role_of
 from head.nextauth import parse_cookie_header
 from head.state import HeadState
 
@@ -104,8 +107,45 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
             rooms.append(room)
             await self.save_session(sid, session)
             self._state.metrics.rooms_joined.inc()
-        joined = {"workspaceId": request.workspaceId, "role": role}
+        joined: dict[str, Any] = {"workspaceId": request.workspaceId, "role": role}
+        joined.update(await self._resume(request, workspace, role))
         await self._send(sid, "workspace:joined", joined)
+
+    async def _resume(self, request: RoomRequest, workspace: Document, role: str) -> dict[str, Any]:
+        """The snapshot from MongoDB, and the events after `since` (or a refetch flag).
+
+        Called after the socket entered the room, so nothing falls between the replay and
+        the live events; a client drops events whose `seq` it has already applied.
+        """
+        since = request.since
+        try:
+            replay = await self._state.history.since(
+                request.workspaceId, since.epoch if since else None, since.seq if since else None
+            )
+        except (RedisError, OSError) as exc:
+            logger.warning("event history unavailable: %s", type(exc).__name__)
+            replay = Replay([], refetch=since is not None, epoch="", seq=0)
+        return {
+            "snapshot": public_state(workspace, role),
+            "epoch": replay.epoch,
+            "seq": replay.seq,
+            "refetch": replay.refetch,
+            "missed": [{"event": event, "data": data} for event, data in replay.events],
+        }
+
+    async def revoke(self, sid: str, workspace_id: str) -> None:
+        """Take a socket out of a workspace it lost access to, and tell it so."""
+        room = workspace_room(workspace_id)
+        await self.leave_room(sid, room)
+        try:
+            session = await self.get_session(sid)
+        except KeyError:
+            return
+        if room in session["rooms"]:
+            session["rooms"].remove(room)
+            await self.save_session(sid, session)
+            self._state.metrics.rooms_joined.dec()
+        await self._send(sid, "error", {"message": ACCESS_DENIED, "workspaceId": workspace_id})
 
     async def _leave(self, sid: str, data: Any) -> None:
         request = _room_request(data)

@@ -10,6 +10,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from core.db import Document
+from core.history import EventHistory, MemoryEventHistory
 from core.settings import Settings
 from head.metrics import HeadMetrics
 from head.session_auth import SessionAuthenticator
@@ -24,6 +25,7 @@ class HeadState:
     metrics: HeadMetrics = field(default_factory=HeadMetrics)
     mongo: AsyncMongoClient[Document] | None = None
     redis: aioredis.Redis | None = None
+    history: EventHistory = field(default_factory=MemoryEventHistory)
     authenticator_: SessionAuthenticator | None = field(default=None, repr=False)
 
     @property

@@ -185,6 +185,13 @@ def session_cookie(settings: Settings) -> Callable[..., str]:
     return mint
 
 
+def unstamped(data: Any) -> Any:
+    """An event payload without its history stamp (`epoch`, `seq`)."""
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k not in ("epoch", "seq")}
+    return data
+
+
 @dataclass
 class RecordingClient:
     """A python-socketio AsyncClient that records every event it receives, in order."""

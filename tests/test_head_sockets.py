@@ -23,13 +23,18 @@ async def test_owner_joins_with_role_owner(head, db, session_cookie, connect_cli
     client = await connect_client(head.url, session_cookie("alice"))
     assert client.client.connected
     joined = await client.join(workspace_id)
-    assert joined == {"workspaceId": workspace_id, "role": "owner"}
+    assert (joined["workspaceId"], joined["role"]) == (workspace_id, "owner")
+    # the snapshot from MongoDB comes with it, so a page is never blank
+    assert joined["snapshot"]["indexStatus"] == "idle"
+    assert joined["snapshot"]["id"] == workspace_id
+    assert (joined["seq"], joined["refetch"], joined["missed"]) == (0, False, [])
 
 
 async def test_member_joins_as_viewer(head, db, session_cookie, connect_client) -> None:
     workspace_id = await make_workspace(db)
     client = await connect_client(head.url, session_cookie("bob"))
-    assert await client.join(workspace_id) == {"workspaceId": workspace_id, "role": "viewer"}
+    joined = await client.join(workspace_id)
+    assert (joined["workspaceId"], joined["role"]) == (workspace_id, "viewer")
 
 
 async def test_object_id_owner_compared_as_string(head, db, session_cookie, connect_client) -> None:

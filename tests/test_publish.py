@@ -10,7 +10,7 @@ from core.errors import IndexerError
 from core.publisher import HttpEventPublisher, PublishError, make_publisher
 from core.settings import Secret
 from core.workspaces import create_workspace
-from tests.conftest import free_port
+from tests.conftest import free_port, unstamped
 
 pytestmark = pytest.mark.asyncio
 
@@ -43,10 +43,17 @@ async def test_room_members_get_events_and_nobody_else(
     finally:
         await publisher.aclose()
     for client in (alice, bob):
-        assert await client.next_event() == ("index:started", {})
-        assert await client.next_event() == ("index:progress", PROGRESS)
-        assert await client.next_event() == ("index:ready", {"pageCount": 50})
-    assert await carol.next_event() == ("index:failed", {"error": "marker", "phase": "fetch"})
+        received = [await client.next_event() for _ in range(3)]
+        assert [(name, unstamped(data)) for name, data in received] == [
+            ("index:started", {}),
+            ("index:progress", PROGRESS),
+            ("index:ready", {"pageCount": 50}),
+        ]
+        assert [data["seq"] for _, data in received] == [1, 2, 3]
+        assert len({data["epoch"] for _, data in received}) == 1
+    name, data = await carol.next_event()
+    assert (name, unstamped(data)) == ("index:failed", {"error": "marker", "phase": "fetch"})
+    assert data["seq"] == 1  # numbered per workspace
 
 
 async def test_left_clients_stop_receiving(head, db, session_cookie, connect_client) -> None:

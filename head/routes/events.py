@@ -11,7 +11,8 @@ import time
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
-from core.events import PublishRequest, validate_index_payload, workspace_room
+from core.events import PublishRequest, validate_index_payload
+from head.broadcast import broadcast
 from head.deps import State, check_bearer
 
 
@@ -32,8 +33,7 @@ async def publish_event(body: PublishRequest, state: State) -> dict[str, str]:
         payload = validate_index_payload(body.event, body.payload)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    await state.sio.emit(body.event, payload, room=workspace_room(body.workspaceId))
-    state.metrics.events_sent.labels(body.event).inc()
+    await broadcast(state, body.workspaceId, body.event, payload)
     if body.sentAt is not None:
         state.metrics.publish_latency.observe(max(0.0, time.time() - body.sentAt))
     return {"status": "accepted"}
