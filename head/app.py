@@ -24,8 +24,9 @@ from core.errors import StorageError
 from core.history import RedisEventHistory
 from core.settings import Settings
 from head.access_watch import AccessWatcher
-from head.routes import admin, events, health, workspaces
+from head.routes import admin, events, health, pages, workspaces
 from head.runs import RunLauncher
+from head.search import Searcher
 from head.session_auth import SessionAuthenticator
 from head.sockets import WorkspaceNamespace
 from head.state import HeadState
@@ -41,10 +42,17 @@ def create_sio(settings: Settings) -> socketio.AsyncServer:
     manager = None
     if settings.redis_url is not None:
         manager = socketio.AsyncRedisManager(settings.redis_url.reveal())
+
+    def allowed_origin(origin: str | None, environ: dict[str, Any]) -> bool:
+        # the web app, and the head's own progress page (same origin as the request)
+        scheme = "https" if environ.get("wsgi.url_scheme") == "https" else "http"
+        own = f"{scheme}://{environ.get('HTTP_HOST', '')}"
+        return origin in (settings.web_app_url, own)
+
     return socketio.AsyncServer(
         async_mode="asgi",
         client_manager=manager,
-        cors_allowed_origins=[settings.web_app_url],
+        cors_allowed_origins=allowed_origin,
         cors_credentials=True,
         max_http_buffer_size=MAX_SOCKET_MESSAGE_BYTES,
         logger=False,
@@ -85,6 +93,7 @@ def create_app(settings: Settings) -> Any:
     api.state.head = state
     runs = RunLauncher(state)
     api.state.runs = runs
+    api.state.searcher = Searcher(settings.embed_model)
     api.add_middleware(
         CORSMiddleware,
         allow_origins=[settings.web_app_url],
@@ -94,7 +103,7 @@ def create_app(settings: Settings) -> Any:
     )
     api.add_exception_handler(StorageError, _storage_unavailable)
     api.add_exception_handler(PyMongoError, _storage_unavailable)
-    for module in (health, workspaces, events, admin):
+    for module in (health, workspaces, events, admin, pages):
         api.include_router(module.router)
     return socketio.ASGIApp(sio, other_asgi_app=api)
 

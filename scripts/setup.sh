@@ -25,6 +25,9 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+if [ ! -f node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --silent
+fi
 if [ ! -f tests/node/node_modules/.package-lock.json ]; then
   (cd tests/node && npm ci --legacy-peer-deps --no-audit --no-fund --silent)
 fi
