@@ -59,7 +59,6 @@ import psutil
 import ray
 
 import cluster.driver as driver
-from actors.embed import ENCODE_BATCH_SIZE, encode, load_model
 from actors.layout import blocks_from_dict, chunk_page, page_text
 from actors.pdf import open_pdf
 from actors.pool import PAGE_BATCH, PoolPlan, plan_pools
@@ -70,6 +69,7 @@ from cluster.ray_runtime import cluster_size, connect_ray
 from cluster.sample_corpus import write_sample_workspace
 from core.db import ensure_indexes, open_client
 from core.embedded_mongo import EmbeddedMongo
+from core.embedding import ENCODE_BATCH_SIZE, encode, load_model
 from core.settings import Secret, Settings
 from core.workspaces import create_workspace
 

@@ -93,10 +93,18 @@ class Searcher:
         self, db: AsyncDatabase[Document], matrix: _Matrix, top: np.ndarray, scores: np.ndarray
     ) -> list[dict[str, Any]]:
         picked = [matrix.refs[i] for i in top]
-        texts: dict[tuple[str, int], str] = {}
-        query = {"$or": [{"documentId": d, "chunkNo": c} for d, c, _ in picked]}
-        async for chunk in db.chunks.find(query, {"documentId": 1, "chunkNo": 1, "text": 1}):
-            texts[(chunk["documentId"], chunk["chunkNo"])] = chunk.get("text", "")
+        # k point lookups on the (documentId, chunkNo) index: an $or over k keys is a
+        # collection scan on SecantusDB 0.7
+        found = await asyncio.gather(
+            *(
+                db.chunks.find_one({"documentId": d, "chunkNo": c}, {"text": 1})
+                for d, c, _ in picked
+            )
+        )
+        texts = {
+            (d, c): (chunk or {}).get("text", "")
+            for (d, c, _), chunk in zip(picked, found, strict=True)
+        }
         names = await _filenames(db, {d for d, _, _ in picked})
         return [
             {

@@ -129,6 +129,7 @@ async def test_full_run_reconnect_and_search(
     assert workspace["indexStatus"] == "ready"
     assert workspace["pageCount"] == 18
     assert await page.inner_text("#pages") == "18 / 18"
+    assert await page.is_hidden("#stalled")
     record = await page.evaluate(
         "({gaps: indexerPage.gaps, events: indexerPage.events, bar: indexerPage.barValues})"
     )
