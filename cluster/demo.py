@@ -142,11 +142,13 @@ def _print_watch_instructions(settings: Settings, workspace_id: str) -> None:
     )
     print(
         f"\nWorkspace {workspace_id} is being indexed. To watch it from a browser or a shell:\n"
-        f"  head:    {settings.head_url}\n"
+        f"  page:    {settings.head_url}/workspaces/{workspace_id}\n"
         f"  state:   {settings.head_url}/api/workspaces/{workspace_id}\n"
         f"  cookie:  next-auth.session-token={token}\n"
         f"  e.g.     curl -s -b 'next-auth.session-token={token}' "
         f"{settings.head_url}/api/workspaces/{workspace_id}\n"
-        "  (the cookie is for the demo user only, valid 24 h)\n",
+        "  (set the cookie on the head's origin, e.g. in the browser console:\n"
+        f"   document.cookie = 'next-auth.session-token={token}; path=/'\n"
+        "   it is for the demo user only, valid 24 h)\n",
         flush=True,
     )
