@@ -114,7 +114,9 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from cluster.demo import run_demo
 
-    return run_demo(settings, [Path(p) for p in args.pdfs], port=args.port)
+    return run_demo(
+        settings, [Path(p) for p in args.pdfs], port=args.port, keep_serving=args.keep_serving
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="index a demo workspace end to end, nothing to set up")
     demo.add_argument("pdfs", nargs="*", metavar="PDF", help="default: a generated sample set")
     demo.add_argument("--port", type=int, default=None, help="head port (default: PORT or 4000)")
+    demo.add_argument(
+        "--keep-serving", action="store_true", help="keep the head up after the run (Ctrl-C)"
+    )
     demo.set_defaults(handler=_demo)
     return parser
 

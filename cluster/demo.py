@@ -34,21 +34,30 @@ HEAD_START_TIMEOUT_S = 60.0
 COOKIE_LIFETIME_S = 24 * 3600
 
 
-def run_demo(settings: Settings, pdfs: list[Path], *, port: int | None) -> int:
+def run_demo(
+    settings: Settings, pdfs: list[Path], *, port: int | None, keep_serving: bool = False
+) -> int:
     settings = _demo_settings(settings, port)
     sources = [str(p) for p in pdfs] or [
         str(p) for p in write_sample_workspace(settings.data_dir / "sample")
     ]
+    summary = None
     with resolved_storage(settings) as ready:
         head = _start_head(ready)
         try:
             workspace_id = asyncio.run(_prepare_workspace(ready, sources))
             _print_watch_instructions(ready, workspace_id)
             summary = index_with_progress(ready, workspace_id, None)
+            if keep_serving:
+                print(f"Serving {ready.head_url}/workspaces/{workspace_id}; Ctrl-C to stop.")
+                head.wait()
+        except KeyboardInterrupt:
+            if summary is None:  # interrupted before the run ended
+                return 130
         finally:
             head.terminate()
             head.wait(30)
-    return 0 if summary.status == "succeeded" else 1
+    return 0 if summary is not None and summary.status == "succeeded" else 1
 
 
 def _demo_settings(settings: Settings, port: int | None) -> Settings:
