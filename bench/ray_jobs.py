@@ -7,7 +7,10 @@ What runs (all on loopback, all stopped on exit):
 - the embedded MongoDB-protocol server (SecantusDB, in memory);
 - one Ray cluster: `ray start --head --num-cpus=2` with the dashboard (Ray Jobs API) on
   127.0.0.1, started with the environment the nodes need (NEXTAUTH_SECRET, HF_HUB_OFFLINE,
-  this virtualenv's bin first on PATH), as `tests/test_ray_jobs.py` does;
+  this virtualenv's bin first on PATH), as `tests/test_ray_jobs.py` does, plus an explicit
+  RAY_AUTH_MODE (`token` when ~/.ray/auth_token or RAY_AUTH_TOKEN exists, which is when
+  `ray start` turns token auth on) shared with the CLI: `ray.init(address=...)` in
+  `indexer index --ray-address` does not turn token auth on by itself;
 - one head (`python -m cluster.cli head --port P`), ready once /readyz answers 200;
 - one python-socketio AsyncClient per run, authenticated with a minted NextAuth cookie for
   the workspaces' owner and joined to the run's workspace room before the command starts.
@@ -120,11 +123,24 @@ def stop_process(proc: subprocess.Popen[Any]) -> None:
         proc.wait(STOP_TIMEOUT_S)
 
 
+def ray_auth_mode() -> str:
+    """`token` when a Ray token is at hand (as `ray start` then turns token auth on), else
+    `disabled`: one explicit mode for the cluster and every client of it."""
+    from cluster.jobs import ray_auth_headers
+
+    return os.environ.get("RAY_AUTH_MODE") or ("token" if ray_auth_headers() else "disabled")
+
+
 def node_env(secret: str) -> dict[str, str]:
-    """What the Ray nodes run with: the secret lives here, not in a job's runtime env."""
+    """What the Ray nodes run with: the secret lives here, not in a job's runtime env.
+
+    RAY_AUTH_MODE is set explicitly because Ray 2.60's `ray.init(address=...)` never turns
+    token auth on by itself: without it `indexer index --ray-address` is refused by a
+    cluster that `ray start` started with a token (~/.ray/auth_token)."""
     env = dict(os.environ)
     path = f"{VENV_BIN}:{env.get('PATH', '')}"
-    env.update(NEXTAUTH_SECRET=secret, HF_HUB_OFFLINE="1", PATH=path)
+    env.update(NEXTAUTH_SECRET=secret, HF_HUB_OFFLINE="1", PATH=path,
+               RAY_AUTH_MODE=ray_auth_mode())  # fmt: skip
     env.pop("RAY_ADDRESS", None)
     return env
 
@@ -327,14 +343,21 @@ async def run_command(
     return proc, launched
 
 
+def tail(log: Path, chars: int = 3000) -> str:
+    return log.read_text(errors="replace")[-chars:]
+
+
 async def finish(proc: asyncio.subprocess.Process, what: str) -> float:
-    """Wait (bounded) for `proc` to exit; returns when it did. Killed on timeout."""
+    """Wait (bounded) for `proc` to exit; returns when it did. Killed on timeout, Ctrl-C
+    or SIGTERM."""
     try:
         await asyncio.wait_for(proc.wait(), RUN_TIMEOUT_S)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         raise TimeoutError(f"{what} did not finish in {RUN_TIMEOUT_S:.0f} s") from None
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     return time.monotonic()
 
 
@@ -347,12 +370,13 @@ async def measure(
         log = backend.workdir / f"{kind}-{workspace_id}.log"
         proc, launched = await run_command(command_args(kind, workspace_id, cluster), backend, log)
         exited = await finish(proc, f"indexer {kind}")
+        if proc.returncode != 0:
+            raise RuntimeError(f"indexer {kind} exited with {proc.returncode}:\n{tail(log)}")
         await asyncio.wait_for(watcher.ended.wait(), SOCKET_TIMEOUT_S)
     finally:
         await watcher.close()
-    if proc.returncode != 0 or watcher.failure is not None:
-        raise RuntimeError(f"indexer {kind} failed (exit {proc.returncode}, event "
-                           f"{watcher.failure!r}); see {log}")  # fmt: skip
+    if watcher.failure is not None:
+        raise RuntimeError(f"indexer {kind}: index:failed {watcher.failure!r}; see {log}")
     seen = watcher.seen
     return Timing(kind, workspace_id, exited - launched,
                   seen["index:started"] - launched, seen["index:ready"] - launched)  # fmt: skip
