@@ -53,25 +53,21 @@ class AuthenticationFailed(AuthError):
     message = "Authentication failed"
 
 
-class DocumentError(IndexerError):
+class _PhaseError(IndexerError):
+    """An error tied to a pipeline phase; picklable with both fields for Ray."""
+
+    def __init__(self, phase: str, message: str) -> None:
+        super().__init__(f"{phase}: {message}")
+        self.phase = phase
+        self.message = message
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.phase, self.message))
+
+
+class DocumentError(_PhaseError):
     """One document cannot be indexed (corrupt, encrypted, empty, too large)."""
 
-    def __init__(self, phase: str, message: str) -> None:
-        super().__init__(f"{phase}: {message}")
-        self.phase = phase
-        self.message = message
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        return (type(self), (self.phase, self.message))
-
-
-class RunError(IndexerError):
+class RunError(_PhaseError):
     """The run itself failed; reported to the room as `index:failed {error, phase}`."""
-
-    def __init__(self, phase: str, message: str) -> None:
-        super().__init__(f"{phase}: {message}")
-        self.phase = phase
-        self.message = message
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        return (type(self), (self.phase, self.message))

@@ -165,6 +165,31 @@ def head(settings: Settings, start_head: Callable[[Settings], HeadServer]) -> He
 
 
 @pytest.fixture
+def redis_heads(
+    settings: Settings,
+    start_head: Callable[[Settings], HeadServer],
+    redis_server: Callable[[], str],
+) -> Callable[[int], list[HeadServer]]:
+    """Start `n` heads sharing rooms through one fresh redis-server."""
+
+    def start(n: int) -> list[HeadServer]:
+        redis_url = Secret(redis_server())
+        heads = []
+        for _ in range(n):
+            port = free_port()
+            heads.append(
+                start_head(
+                    settings.with_overrides(
+                        redis_url=redis_url, port=port, head_url=f"http://127.0.0.1:{port}"
+                    )
+                )
+            )
+        return heads
+
+    return start
+
+
+@pytest.fixture
 def session_cookie(settings: Settings) -> Callable[..., str]:
     """Mint a next-auth v4 session cookie header value for a user id."""
 

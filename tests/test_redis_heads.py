@@ -5,29 +5,15 @@ from __future__ import annotations
 import pytest
 
 from core.publisher import HttpEventPublisher, make_publisher
-from core.settings import Secret
 from core.workspaces import create_workspace
-from tests.conftest import free_port, unstamped
+from tests.conftest import unstamped
 
 pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture
-def two_heads(settings, start_head, redis_server):
-    redis_url = Secret(redis_server())
-    heads = []
-    for _ in range(2):
-        port = free_port()
-        heads.append(
-            start_head(
-                settings.with_overrides(
-                    redis_url=redis_url,
-                    port=port,
-                    head_url=f"http://127.0.0.1:{port}",
-                )
-            )
-        )
-    return heads
+def two_heads(redis_heads):
+    return redis_heads(2)
 
 
 async def test_events_cross_heads_exactly_once(two_heads, db, session_cookie, connect_client):

@@ -9,9 +9,7 @@ import pytest
 
 from core.history import MemoryEventHistory
 from core.publisher import make_publisher
-from core.settings import Secret
 from core.workspaces import create_workspace
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -94,19 +92,9 @@ async def test_malformed_since_is_an_invalid_request(head, db, session_cookie, c
 
 
 async def test_replay_across_heads_through_redis(
-    settings, start_head, redis_server, db, session_cookie, connect_client
+    redis_heads, db, session_cookie, connect_client
 ) -> None:
-    redis_url = Secret(redis_server())
-    heads = []
-    for _ in range(2):
-        port = free_port()
-        heads.append(
-            start_head(
-                settings.with_overrides(
-                    redis_url=redis_url, port=port, head_url=f"http://127.0.0.1:{port}"
-                )
-            )
-        )
+    heads = redis_heads(2)
     workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
     first = await connect_client(heads[0].url, session_cookie("alice"))
     await first.join(workspace_id)
@@ -133,19 +121,9 @@ async def test_expired_session_is_disconnected(head, db, session_cookie, connect
 
 
 async def test_removed_member_is_kicked_on_every_head(
-    settings, start_head, redis_server, db, session_cookie, connect_client
+    redis_heads, db, session_cookie, connect_client
 ) -> None:
-    redis_url = Secret(redis_server())
-    heads = []
-    for _ in range(2):
-        port = free_port()
-        heads.append(
-            start_head(
-                settings.with_overrides(
-                    redis_url=redis_url, port=port, head_url=f"http://127.0.0.1:{port}"
-                )
-            )
-        )
+    heads = redis_heads(2)
     workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=["bob"]))
     bob_first = await connect_client(heads[0].url, session_cookie("bob"))
     bob_second = await connect_client(heads[1].url, session_cookie("bob"))
