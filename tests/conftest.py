@@ -310,6 +310,51 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         process.wait(SERVICE_TIMEOUT_S)
 
 
+class RedisProcess:
+    """One redis-server on a fixed port that a test can stop and start again."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._workdir = workdir
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisProcess:
+        binary = shutil.which("redis-server") or "redis-server"
+        self._process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: _tcp_open(self.port), SERVICE_TIMEOUT_S, "redis-server")
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(SERVICE_TIMEOUT_S)
+            self._process = None
+
+
+@pytest.fixture
+def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
+    process = RedisProcess(tmp_path).start()
+    yield process
+    process.stop()
+
+
 def _tcp_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -64,3 +64,73 @@ async def test_events_cross_heads_exactly_once(two_heads, db, session_cookie, co
     # carol (other room, same head as bob) saw only her own room's event
     name, data = await carol.next_event()
     assert (name, unstamped(data)) == ("index:started", {})
+
+
+async def test_redis_outage_and_recovery(
+    settings, start_head, redis_process, db, session_cookie, connect_client, expected_errors
+) -> None:
+    """Redis down: each head serves its own clients, readiness says so; Redis back: cross-head
+    delivery resumes without restarting anything."""
+    import httpx
+
+    from core.settings import Secret
+    from tests.conftest import free_port
+
+    expected_errors.extend(["Cannot publish to redis", "Cannot receive from redis"])
+    heads = []
+    for _ in range(2):
+        port = free_port()
+        heads.append(
+            start_head(
+                settings.with_overrides(
+                    redis_url=Secret(redis_process.url),
+                    port=port,
+                    head_url=f"http://127.0.0.1:{port}",
+                )
+            )
+        )
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=["bob"]))
+    alice = await connect_client(heads[0].url, session_cookie("alice"))
+    bob = await connect_client(heads[1].url, session_cookie("bob"))
+    await alice.join(workspace_id)
+    await bob.join(workspace_id)
+    token = heads[0].settings.effective_publish_token().reveal()
+    through = [HttpEventPublisher(h.url, token, timeout_s=10) for h in heads]
+    progress = {"phase": "render", "docsDone": 0, "docsTotal": 1, "pagesTotal": 9}
+    try:
+        redis_process.stop()
+        async with httpx.AsyncClient() as http:
+            ready = await http.get(f"{heads[0].url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["failing"] == ["redis"]
+        # each head still delivers to its own clients
+        await through[0].publish(workspace_id, "index:progress", {**progress, "pagesDone": 1})
+        name, data = await alice.next_event()
+        assert (name, data["pagesDone"]) == ("index:progress", 1)
+        await through[1].publish(workspace_id, "index:progress", {**progress, "pagesDone": 2})
+        name, data = await bob.next_event()
+        assert (name, data["pagesDone"]) == ("index:progress", 2)
+
+        redis_process.start()
+        # cross-head delivery comes back by itself (the managers reconnect with backoff)
+        async with httpx.AsyncClient() as http:
+            for _ in range(200):
+                if (await http.get(f"{heads[1].url}/readyz")).status_code == 200:
+                    break
+        pages = 3
+        while True:  # publish through head 0 until bob, on head 1, hears one
+            await through[0].publish(
+                workspace_id, "index:progress", {**progress, "pagesDone": pages}
+            )
+            name, data = await alice.next_event()
+            assert data["pagesDone"] == pages
+            try:
+                name, data = await bob.next_event(timeout_s=1)
+                assert name == "index:progress"
+                break
+            except TimeoutError:
+                pages += 1
+                assert pages < 60, "cross-head delivery did not resume"
+    finally:
+        for publisher in through:
+            await publisher.aclose()
