@@ -20,7 +20,7 @@ from core.settings import Settings
 TEXT_FLAGS = 0
 
 
-@ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3)
+@ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3, max_concurrency=1)
 class AnalyzeActor:
     """Analyze phase. Resources: half a CPU. Concurrency: one call at a time.
     Retries: restarted and retried by Ray. Idempotency key: (document, page) for pages and

@@ -33,7 +33,7 @@ def pick_device() -> str:
     return "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
 
 
-@ray.remote(max_restarts=3, max_task_retries=3)
+@ray.remote(max_restarts=3, max_task_retries=3, max_concurrency=1)
 class EmbedActor:
     """Embed phase. Resources: given by the driver (1 CPU, or 1 GPU on GPU nodes); holds the
     model once. Concurrency: one batch at a time. Retries: restarted and retried by Ray.

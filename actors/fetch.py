@@ -83,7 +83,7 @@ def inspect_pdf(data: bytes) -> tuple[int, str | None]:
         document.close()
 
 
-@ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3)
+@ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3, max_concurrency=1)
 class FetchActor:
     """Fetch phase. Resources: no CPU reservation (it waits on I/O; PDF checks are short).
     Concurrency: one call at a time. Retries: restarted and retried by Ray.

@@ -12,7 +12,7 @@ from core.db import LazyDatabase
 from core.settings import Settings
 
 
-@ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3)
+@ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3, max_concurrency=1)
 class OntologyActor:
     """Ontology phase. Resources: half a CPU, once per run. Retries: restarted and retried by
     Ray. Idempotency key: (workspace, conceptId); concepts no longer found are removed."""

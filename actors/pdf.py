@@ -38,7 +38,9 @@ class OpenDocuments:
     """A small LRU of open PDFs, keyed by the GridFS id of their bytes.
 
     Page calls for one document arrive in a row, so two open documents per actor avoid
-    reopening without holding a workspace's worth of PDFs in memory.
+    reopening without holding a workspace's worth of PDFs in memory. Evicting closes a
+    document, so the actors using this run one call at a time (`max_concurrency=1`): an
+    async actor would otherwise interleave calls and close a PDF another call still reads.
     """
 
     def __init__(self) -> None:

@@ -28,7 +28,7 @@ def preview_dpi(width_pt: float, height_pt: float, dpi: int) -> int:
     return max(1, int(dpi * math.sqrt(MAX_PREVIEW_PIXELS / pixels)))
 
 
-@ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3)
+@ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3, max_concurrency=1)
 class RenderActor:
     """Render phase. Resources: half a CPU. Concurrency: one call at a time.
     Retries: restarted and retried by Ray. Idempotency key: (document, page); the preview's

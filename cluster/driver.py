@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -158,7 +158,12 @@ class IndexRun:
         self._skipped = 0
         self._phase = "fetch"
 
-    async def execute(self, job_id: str) -> RunSummary:
+    async def execute(
+        self, job_id: str, record: Callable[[RunSummary], Awaitable[bool]]
+    ) -> RunSummary:
+        """Run every phase; `record` stores the outcome before the last event goes out, so a
+        browser that refetches on `index:ready`/`index:failed` finds it. When `record` says
+        the job had already ended (cancelled meanwhile), no last event is sent."""
         started = time.monotonic()
         documents = await self._db.documents.find({"workspaceId": self._workspace_id}).to_list()
         aggregator = self._pools.aggregator
@@ -175,11 +180,14 @@ class IndexRun:
             page_count, chunks = await self._counts()
         except Exception as exc:
             error = exc.message if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
-            events = await aggregator.fail.remote(error, self._phase)
-            return self._summary(job_id, "failed", documents, started, events, error=error)
-        events = await aggregator.finish.remote(page_count)
-        summary = self._summary(job_id, "succeeded", documents, started, events)
+            summary = self._summary(job_id, "failed", documents, started, error=error)
+            if await record(summary):
+                summary.events = await aggregator.fail.remote(error, self._phase)
+            return summary
+        summary = self._summary(job_id, "succeeded", documents, started)
         summary.pages, summary.chunks, summary.concepts = page_count, chunks, concepts
+        if await record(summary):
+            summary.events = await aggregator.finish.remote(page_count)
         return summary
 
     def _summary(
@@ -188,7 +196,6 @@ class IndexRun:
         status: str,
         documents: list[Document],
         started: float,
-        events: dict[str, int],
         error: str | None = None,
     ) -> RunSummary:
         return RunSummary(
@@ -199,7 +206,6 @@ class IndexRun:
             skipped_documents=self._skipped,
             seconds=time.monotonic() - started,
             phase_seconds=dict(self._clock.seconds),
-            events=events,
             error=error,
         )
 
@@ -333,13 +339,19 @@ async def run_index(
         pools = create_pools(settings, workspace_id, plan)
         if on_start is not None:
             on_start(pools)
+
+        async def record(summary: RunSummary) -> bool:
+            return await finish_job_if_active(db, job_id, summary.status, **_job_fields(summary))
+
         try:
-            summary = await IndexRun(settings, workspace_id, db, pools, plan).execute(job_id)
+            summary = await IndexRun(settings, workspace_id, db, pools, plan).execute(
+                job_id, record
+            )
+            await update_job(db, job_id, events=summary.events)
         finally:
             heartbeat.cancel()
             for actor in pools.all_actors():
                 ray.kill(actor)
-        await finish_job_if_active(db, job_id, summary.status, **_job_fields(summary))
         return summary
     finally:
         await client.close()
@@ -357,7 +369,6 @@ def _job_fields(summary: RunSummary) -> dict[str, Any]:
         "seconds": summary.seconds,
         "phaseSeconds": summary.phase_seconds,
         "error": summary.error,
-        "events": summary.events,
         "counts": {
             "documents": summary.documents,
             "pages": summary.pages,

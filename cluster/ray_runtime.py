@@ -4,6 +4,7 @@ this machine. The runtime env keeps model loading offline in every worker."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import ray
 
@@ -22,6 +23,7 @@ def connect_ray(
         return
     runtime_env = {"env_vars": dict(RUNTIME_ENV_VARS)}
     if address:
+        _enable_token_auth_if_available()
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         return
     ray.init(
@@ -32,6 +34,16 @@ def connect_ray(
         runtime_env=runtime_env,
         log_to_driver=False,
     )
+
+
+def _enable_token_auth_if_available() -> None:
+    """Ray 2.60 clusters use token auth when a token exists, but a driver that attaches with
+    an explicit address only sends it with RAY_AUTH_MODE=token (Ray's documented switch)."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or Path(token_path).is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def cluster_size() -> tuple[float, float]:

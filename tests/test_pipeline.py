@@ -16,6 +16,7 @@ from cluster.driver import RunActors, RunSummary, run_index
 from cluster.ray_runtime import connect_ray
 from core.events import PHASES
 from core.workspaces import create_workspace
+from tests.conftest import unstamped
 from tests.pdf_fixtures import bad_pdfs, good_pdfs
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
@@ -82,7 +83,9 @@ async def test_index_end_to_end(
     assert names[0] == "index:started"
     assert names[-1] == "index:ready"
     assert names.count("index:ready") + names.count("index:failed") == 1
-    assert events[-1][1] == {"pageCount": pages_total}
+    assert unstamped(events[-1][1]) == {"pageCount": pages_total}
+    seqs = [data["seq"] for _, data in events]
+    assert seqs == list(range(1, len(events) + 1)), "a missed or repeated seq"
     progress = [data for name, data in events if name == "index:progress"]
     assert progress, "no progress events"
     done = [p["pagesDone"] for p in progress]

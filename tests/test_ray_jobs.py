@@ -19,7 +19,7 @@ from cluster.documents import add_document
 from core.jobs import create_job, find_job
 from core.settings import Secret
 from core.workspaces import create_workspace
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, unstamped, wait_until
 from tests.pdf_fixtures import good_pdfs
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
@@ -149,12 +149,12 @@ async def test_submit_wait_succeeds(
         ["submit", workspace_id, "--address", ray_cluster["jobs"], "--wait"],
         cli_env(head.settings),
     )
-    assert await client.expect("index:started", timeout_s=300) == {}
+    assert unstamped(await client.expect("index:started", timeout_s=300)) == {}
     to_started = time.monotonic() - started_at
     events = await until_terminal(client)
     stdout, stderr = await asyncio.wait_for(process.communicate(), 300)
     assert process.returncode == 0, stderr.decode()[-2000:]
-    assert events[-1] == ("index:ready", {"pageCount": 5})
+    assert (events[-1][0], unstamped(events[-1][1])) == ("index:ready", {"pageCount": 5})
     ray_job_id = stdout.decode().splitlines()[0]
     job = await db.jobs.find_one({"workspaceId": workspace_id})
     assert job["rayJobId"] == ray_job_id == f"indexer-{job['_id']}"
@@ -265,7 +265,8 @@ async def test_retry_failed_reindexes_only_failed_documents(
             f"/api/workspaces/{workspace_id}/index", headers={"Cookie": session_cookie("alice")}
         )
         assert first.json()["mode"] == "local"
-        assert (await until_terminal(client))[-1] == ("index:ready", {"pageCount": 2})
+        name, data = (await until_terminal(client))[-1]
+        assert (name, unstamped(data)) == ("index:ready", {"pageCount": 2})
         failed = await db.documents.find_one({"source": late.as_uri()})
         assert failed["status"] == "failed"
         assert failed["error"].startswith("cannot read")
@@ -274,7 +275,8 @@ async def test_retry_failed_reindexes_only_failed_documents(
         retried = await http.post(f"/admin/workspaces/{workspace_id}/retry-failed", headers=admin)
         assert retried.status_code == 202
         assert retried.json()["retried"] == 1
-        assert (await until_terminal(client))[-1] == ("index:ready", {"pageCount": 5})
+        name, data = (await until_terminal(client))[-1]
+        assert (name, unstamped(data)) == ("index:ready", {"pageCount": 5})
         job = (await http.get(f"/admin/jobs/{retried.json()['jobId']}", headers=admin)).json()
         metrics = (await http.get("/metrics")).text
     assert job["counts"]["skipped"] == 1  # the good document was not redone
