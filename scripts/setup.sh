@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need on a fresh Debian machine (idempotent):
-# Debian packages (redis-server), a virtualenv with the project, and the npm packages the
-# tests drive. torch is pinned to the CPU build on this disk (an unpinned torch pulls CUDA).
+# Debian packages (redis-server; chromium for the browser tests), a virtualenv with the
+# project, and the npm packages of the page and the tests. torch is pinned to the CPU build
+# on this disk (an unpinned torch pulls CUDA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: redis-server is missing; install it: sudo apt-get install redis-server" >&2
+    echo "setup: missing ${missing[*]}; install: sudo apt-get install ${missing[*]}" >&2
     exit 1
   fi
 fi

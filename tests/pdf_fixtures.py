@@ -41,3 +41,28 @@ def bad_pdfs(folder: Path, template: Path) -> dict[str, Path]:
     document.close()
     bad["truncated"].write_bytes(data[: len(data) // 3])
     return bad
+
+
+def debian_manual(folder: Path, pages: int) -> Path:
+    """An excerpt of a real-world PDF: the gnuplot manual from Debian's `gnuplot-doc`,
+    fetched with `apt-get download` (never committed), its first `pages` pages."""
+    import subprocess
+
+    import pymupdf
+
+    def download() -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            ["apt-get", "download", "gnuplot-doc"], cwd=folder, capture_output=True, timeout=300
+        )
+
+    if download().returncode != 0:  # a fresh machine may have no package lists yet
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300)
+        download().check_returncode()
+    package = next(folder.glob("gnuplot-doc_*.deb"))
+    subprocess.run(["dpkg-deb", "-x", str(package), str(folder / "root")], check=True)
+    manual = pymupdf.open(folder / "root/usr/share/doc/gnuplot/gnuplot.pdf")
+    manual.select(list(range(min(pages, manual.page_count))))
+    excerpt = folder / "gnuplot-manual-excerpt.pdf"
+    manual.save(excerpt)
+    manual.close()
+    return excerpt

@@ -156,3 +156,22 @@ async def test_full_run_reconnect_and_search(
     assert image.status == 200
     assert (await image.body())[:8] == b"\x89PNG\r\n\x1a\n"
     await page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
+
+
+async def test_removed_member_is_kicked_on_a_second_head(
+    browser, redis_heads, db, session_cookie
+) -> None:
+    first, second = redis_heads(2)
+    workspace_id = str(
+        await create_workspace(db, name="Docs", owner_id="alice", member_ids=["bob"])
+    )
+    page = await open_page(browser, second, session_cookie("bob"), workspace_id)
+    await state_of(page, "idle")
+    await page.wait_for_function(
+        "document.getElementById('connection').textContent === 'connected'"
+    )
+    removed_at = time.monotonic()
+    await db.workspaces.update_one({}, {"$set": {"members": []}})
+    await state_of(page, "noaccess", timeout_s=10)
+    assert time.monotonic() - removed_at < 5 + 1  # within the 5 s promise, plus page time
+    assert first.url != second.url

@@ -136,3 +136,17 @@ async def test_publish_endpoint_rejects_bad_events(head) -> None:
             )
             assert response.status_code == 422, body
             assert token not in response.text
+
+
+async def test_64kb_cookie_is_refused_and_head_keeps_serving(head, connect_client) -> None:
+    big = "next-auth.session-token=" + "A" * 65_536
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        try:
+            response = await http.get("/api/workspaces/x", headers={"Cookie": big})
+            outcome = response.status_code
+        except httpx.RemoteProtocolError:  # the server may close an oversized request
+            outcome = "closed"
+        assert outcome in (400, 401, 431, "closed")
+        client = await connect_client(head.url, big)
+        assert not client.client.connected
+        assert (await http.get("/healthz")).status_code == 200

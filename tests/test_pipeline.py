@@ -204,3 +204,23 @@ async def test_killed_actor_still_gives_complete_index(local_ray, corpus, settin
     assert all("embedding" in c for c in chunks)
     assert len({(c["documentId"], c["chunkNo"]) for c in chunks}) == len(chunks)
     assert await db["pages.files"].count_documents({}) == sum(GOOD_PAGES)
+
+
+async def test_real_world_pdf_from_debian(local_ray, settings, db, tmp_path) -> None:
+    """The gnuplot manual (Debian's gnuplot-doc): real fonts, headings, a table of contents."""
+    from tests.pdf_fixtures import debian_manual
+
+    excerpt = debian_manual(tmp_path, pages=8)
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    assert (await add_document(db, workspace_id, str(excerpt), max_bytes=10**9)).error is None
+    summary = await run_index(settings, workspace_id)
+    assert summary.status == "succeeded", summary
+    assert summary.pages == 8
+    pages = await db.pages.find({"workspaceId": workspace_id}).sort("pageNo").to_list()
+    assert all(page["done"] for page in pages)
+    text = " ".join(page["text"] for page in pages)
+    assert "gnuplot" in text.lower()
+    assert sum(len(page["headings"]) for page in pages) > 0
+    assert await db.chunks.count_documents({"workspaceId": workspace_id}) >= 8
+    labels = {c["label"] async for c in db.concepts.find({"workspaceId": workspace_id})}
+    assert labels

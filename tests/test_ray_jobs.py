@@ -4,8 +4,10 @@ Ray Jobs submission, runs started from the head, cancel, retry-failed, metrics."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -41,15 +43,18 @@ def node_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`ray start --head --block` in a session of its own: teardown kills exactly its
+    processes (raylet, GCS, dashboard, workers), never another Ray on the machine."""
     ray = shutil.which("ray", path=VENV_BIN)
     assert ray is not None
     gcs, dashboard, metrics = free_port(), free_port(), free_port()
     temp = tmp_path_factory.mktemp("ray")
-    subprocess.run(
+    process = subprocess.Popen(
         [
             ray,
             "start",
             "--head",
+            "--block",
             f"--port={gcs}",
             "--num-cpus=2",
             "--include-dashboard=true",
@@ -60,14 +65,15 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "--disable-usage-stats",
         ],
         env=node_env(),
-        check=True,
-        timeout=180,
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     address = f"http://127.0.0.1:{dashboard}"
     from cluster.jobs import jobs_client
 
     def jobs_api_up() -> bool:
+        assert process.poll() is None, "ray start exited"
         try:
             jobs_client(address).list_jobs()
             return True
@@ -75,10 +81,21 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
             return False
 
     try:
-        wait_until(jobs_api_up, 120, "the Ray Jobs API")
+        wait_until(jobs_api_up, 180, "the Ray Jobs API")
         yield {"jobs": address, "gcs": f"127.0.0.1:{gcs}", "metrics": metrics}
     finally:
-        subprocess.run([ray, "stop", "--force"], env=node_env(), timeout=120, capture_output=True)
+        _kill_session(process)
+
+
+def _kill_session(process: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(30)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @pytest.fixture

@@ -13,13 +13,12 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-SOCKET_IO_CLIENT = (
-    Path(__file__).resolve().parents[2] / "node_modules/socket.io-client/dist/socket.io.min.js"
-)
+SOCKET_IO_CLIENT = Path("node_modules/socket.io-client/dist/socket.io.min.js")
+# the repository root for a checkout (editable install), the working directory for an image
+ASSET_ROOTS = (Path(__file__).resolve().parents[2], Path.cwd())
 ASSETS = {
     "progress.js": (STATIC_DIR / "progress.js", "text/javascript"),
     "progress.css": (STATIC_DIR / "progress.css", "text/css"),
-    "socket.io.min.js": (SOCKET_IO_CLIENT, "text/javascript"),
 }
 
 router = APIRouter(tags=["page"])
@@ -32,12 +31,21 @@ async def progress_page(workspace_id: str) -> FileResponse:
     return FileResponse(STATIC_DIR / "progress.html", media_type="text/html")
 
 
+def _socket_io_client() -> Path:
+    for root in ASSET_ROOTS:
+        if (root / SOCKET_IO_CLIENT).exists():
+            return root / SOCKET_IO_CLIENT
+    return ASSET_ROOTS[0] / SOCKET_IO_CLIENT
+
+
 @router.get("/assets/{name}", include_in_schema=False)
 async def asset(name: str) -> FileResponse:
-    known = ASSETS.get(name)
-    if known is None:
+    if name == "socket.io.min.js":
+        path, media_type = _socket_io_client(), "text/javascript"
+    elif name in ASSETS:
+        path, media_type = ASSETS[name]
+    else:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not found")
-    path, media_type = known
     if not path.exists():
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
