@@ -30,7 +30,7 @@ from actors.pool import PAGE_BATCH, ActorPool, PoolPlan, plan_pools
 from actors.progress import ProgressAggregator
 from actors.render import RenderActor
 from cluster.ray_runtime import cluster_size
-from core.db import Document, open_client, require_uri
+from core.db import Document, ensure_indexes, open_client, require_uri
 from core.errors import DocumentError, RunError
 from core.jobs import create_job, finish_job_if_active, update_job
 from core.settings import Settings
@@ -322,6 +322,7 @@ async def run_index(
     client = open_client(require_uri(settings))
     try:
         db = client[settings.mongodb_db]
+        await ensure_indexes(db)  # the one-active-run rule lives in an index
         if await find_workspace(db, workspace_id) is None:
             raise RunError("fetch", f"no workspace {workspace_id!r}")
         if job_id is None:

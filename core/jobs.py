@@ -8,7 +8,7 @@ queued → pending → running → succeeded | failed | stopped | cancelled.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -20,6 +20,10 @@ from core.errors import IndexerError
 
 ACTIVE_STATUSES = ("queued", "pending", "running")
 FINAL_STATUSES = ("succeeded", "failed", "stopped", "cancelled")
+# A running driver beats every 10 s (cluster/driver.py); three missed beats expire its run.
+RUNNING_LEASE = timedelta(seconds=30)
+# A queued or pending run has no driver yet (e.g. a Ray job waiting for resources).
+QUEUED_LEASE = timedelta(minutes=30)
 
 
 class RunAlreadyActiveError(IndexerError):
@@ -33,22 +37,44 @@ class RunAlreadyActiveError(IndexerError):
 async def create_job(
     db: AsyncDatabase[Document], workspace_id: str, *, mode: str, requested_by: str
 ) -> str:
-    """Insert a queued, active job; RunAlreadyActiveError when one is going already."""
-    try:
-        result = await db.jobs.insert_one(
-            {
-                "workspaceId": workspace_id,
-                "status": "queued",
-                "active": True,
-                "mode": mode,
-                "requestedBy": requested_by,
-                "queuedAt": datetime.now(UTC),
-                "rayJobId": None,
-            }
-        )
-    except DuplicateKeyError:
-        raise RunAlreadyActiveError(workspace_id) from None
-    return str(result.inserted_id)
+    """Insert a queued, active job; RunAlreadyActiveError when one is going already.
+
+    An active job whose driver stopped sending heartbeats (killed, machine lost) is expired
+    first, so a crashed run never blocks the workspace for good.
+    """
+    job = {
+        "workspaceId": workspace_id,
+        "status": "queued",
+        "active": True,
+        "mode": mode,
+        "requestedBy": requested_by,
+        "rayJobId": None,
+    }
+    for attempt in range(2):
+        try:
+            result = await db.jobs.insert_one({**job, "queuedAt": datetime.now(UTC)})
+            return str(result.inserted_id)
+        except DuplicateKeyError:
+            if attempt == 1 or not await _expire_lost_run(db, workspace_id):
+                raise RunAlreadyActiveError(workspace_id) from None
+    raise AssertionError("unreachable")
+
+
+async def _expire_lost_run(db: AsyncDatabase[Document], workspace_id: str) -> bool:
+    """Fail the workspace's active job if its lease ran out; True when it is gone."""
+    job = await db.jobs.find_one({"workspaceId": workspace_id, "active": True})
+    if job is None:
+        return True  # it ended meanwhile
+    now = datetime.now(UTC)
+    if job.get("heartbeatAt") is not None:
+        lost = now - job["heartbeatAt"] > RUNNING_LEASE
+    else:
+        lost = now - job.get("queuedAt", now) > QUEUED_LEASE
+    if not lost:
+        return False
+    return await finish_job_if_active(
+        db, str(job["_id"]), "failed", error="driver lost: its lease expired"
+    )
 
 
 async def update_job(db: AsyncDatabase[Document], job_id: str, **fields: Any) -> None:

@@ -3,6 +3,7 @@ a real head, watched by a real Socket.IO client in the workspace room."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any
@@ -224,3 +225,40 @@ async def test_real_world_pdf_from_debian(local_ray, settings, db, tmp_path) -> 
     assert await db.chunks.count_documents({"workspaceId": workspace_id}) >= 8
     labels = {c["label"] async for c in db.concepts.find({"workspaceId": workspace_id})}
     assert labels
+
+
+async def test_rerun_after_a_crash_resumes(local_ray, corpus, settings, db) -> None:
+    """The driver dies mid-run: its job expires when the lease runs out, and the next run
+    redoes none of the pages that were done."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    for path in corpus["good"]:
+        await add_document(db, workspace_id, str(path), max_bytes=10**9)
+    crashed = asyncio.create_task(run_index(settings, workspace_id))
+    while await db.pages.count_documents({"done": True}) < 4:
+        assert not crashed.done()
+        await asyncio.sleep(0.2)
+    crashed.cancel()  # the driver dies; its actors die with it
+    with contextlib.suppress(asyncio.CancelledError):
+        await crashed
+    done_before = {
+        (p["documentId"], p["pageNo"]): p["renderedAt"] async for p in db.pages.find({"done": True})
+    }
+    job = await db.jobs.find_one({"workspaceId": workspace_id})
+    assert job["status"] == "running"
+    # time passes: three heartbeats are missed
+    await db.jobs.update_one(
+        {"_id": job["_id"]}, {"$set": {"heartbeatAt": datetime.now(UTC) - timedelta(minutes=1)}}
+    )
+    summary = await run_index(settings, workspace_id)
+    assert summary.status == "succeeded"
+    assert summary.pages == sum(GOOD_PAGES)
+    expired = await db.jobs.find_one({"_id": job["_id"]})
+    assert expired["status"] == "failed"
+    assert "lease expired" in expired["error"]
+    for key, rendered_at in done_before.items():
+        page = await db.pages.find_one({"documentId": key[0], "pageNo": key[1]})
+        assert page["renderedAt"] == rendered_at, "a page done before the crash was redone"
+    assert await db.pages.count_documents({"done": True}) == sum(GOOD_PAGES)
