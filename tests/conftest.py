@@ -275,39 +275,18 @@ async def connect_client() -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], str]]:
     """Start real redis-server processes on free ports; returns a factory of URLs."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed (the README's test command installs it)")
-    processes: list[subprocess.Popen[bytes]] = []
+    processes: list[RedisProcess] = []
 
     def start() -> str:
-        port = free_port()
-        workdir: Path = tmp_path_factory.mktemp("redis")
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process = RedisProcess(tmp_path_factory.mktemp("redis")).start()
         processes.append(process)
-        wait_until(lambda: _tcp_open(port), SERVICE_TIMEOUT_S, "redis-server")
-        return f"redis://127.0.0.1:{port}/0"
+        return process.url
 
     yield start
     for process in processes:
-        process.terminate()
-        process.wait(SERVICE_TIMEOUT_S)
+        process.stop()
 
 
 class RedisProcess:
