@@ -30,8 +30,10 @@ a/b says whether Ray's overlap of phases beats the plain sequence. Phase shares 
 up to 100%; the RunSummary busy seconds of (a) are wall seconds during which at least one
 call of that phase was in flight (queued or running, so embed includes waiting for the
 model load), and they overlap, so their shares of the run do not add up. The CPU table
-charges every CPU second spent during run 1 to a process; "other" is load that is not
-this benchmark's (a shared machine makes every figure here slower and noisier).
+charges every CPU second spent during each run to a process; "other" is load that is not
+this benchmark's; the "other load" column gives that share of all CPUs during each
+measurement. This machine is often shared: a row with other load above a few percent is
+slower than the code is, and ratios between rows measured under different loads are noise.
 
 `--experiment` adds variants (monkeypatches in this process only, never the project's
 files); their lines are marked EXPERIMENT and are not part of the measurement above.
@@ -78,6 +80,7 @@ SAMPLE_S = 0.25
 CPU_SAMPLE_S = 0.5
 QUIET_CHECK_S = 2.0
 BUSY_MACHINE = 0.15
+OTHER = "other (not this benchmark)"
 
 
 # -- CPU accounting ------------------------------------------------------------------------
@@ -92,7 +95,7 @@ def _label(proc: psutil.Process, mine: set[int], me: int) -> str:
     if proc.pid == me:
         return "bench driver (this process)"
     if proc.pid not in mine:
-        return "other (not this benchmark)"
+        return OTHER
     cmdline = proc.cmdline()
     if cmdline and cmdline[0].startswith("ray::"):
         # The title Ray sets, "ray::Class.method" while a call runs; `name()` is cut at 15.
@@ -159,6 +162,11 @@ class CpuMeter:
                 self._last[proc.pid] = seconds
                 if not _is_actor(self._labels.get(proc.pid, "")):
                     self._labels[proc.pid] = label  # a worker keeps its actor's name
+
+    def foreign_load(self) -> float:
+        """Share of all CPUs taken by processes that are not this benchmark's."""
+        capacity = (os.cpu_count() or 1) * max(self.wall, 1e-9)
+        return self.by_label().get(OTHER, 0.0) / capacity
 
     def by_label(self) -> dict[str, float]:
         totals: dict[str, float] = {}
@@ -381,8 +389,9 @@ def rate(count: int, seconds: float | None) -> str:
     return f"{count / seconds:9.2f}" if seconds else f"{'-':>9}"
 
 
-def row(label: str, seconds: float, pages: int, chunks: int) -> str:
-    return f"  {label:<46}{seconds:9.2f}{rate(pages, seconds)}{rate(chunks, seconds)}"
+def row(label: str, seconds: float, pages: int, chunks: int, meter: CpuMeter | None) -> str:
+    other = f"{meter.foreign_load():12.0%}" if meter is not None else ""
+    return f"  {label:<46}{seconds:9.2f}{rate(pages, seconds)}{rate(chunks, seconds)}{other}"
 
 
 def print_header(bench: Bench, threads: int) -> None:
@@ -411,20 +420,22 @@ def print_header(bench: Bench, threads: int) -> None:
 def print_rates(bench: Bench, ceiling: list[float]) -> None:
     plain, runs = bench.plain, bench.runs
     pages, chunks = plain.pages, len(plain.texts)
-    print(f"\n  {'':<46}{'seconds':>9}{'pages/s':>9}{'chunks/s':>9}")
+    print(f"\n  {'':<46}{'seconds':>9}{'pages/s':>9}{'chunks/s':>9}{'other load':>12}")
     for index, run in enumerate(runs, 1):
         kind = "first" if index == 1 else "fresh db, OS cache warm"
-        print(row(f"(a) run_index, run {index} ({kind})", run.seconds, pages, chunks))
+        label = f"(a) run_index, run {index} ({kind})"
+        print(row(label, run.seconds, pages, chunks, run.cpu))
     for index, run in enumerate(runs, 1):
         steady = run.steady_rate()
         if steady:
             label = f"(a) run {index} steady (first->last batch done)"
             print(f"  {label:<46}{'':>9}{steady:9.2f}")
-    print(row("(b) plain process, all phases", plain.total(), pages, chunks))
+    print(row("(b) plain process, all phases", plain.total(), pages, chunks, bench.plain_cpu))
     without = plain.total(without=("model load",))
-    print(row("(b) plain process, without model load", without, pages, chunks))
+    print(row("(b) plain process, without model load", without, pages, chunks, None))
     best = min(ceiling)
-    print(row(f"(c) encode only (best of {len(ceiling)})", best, pages, chunks))
+    label = f"(c) encode only (best of {len(ceiling)})"
+    print(row(label, best, pages, chunks, bench.ceiling_cpu))
     print(f"      (c) every repeat: {', '.join(f'{s:.2f}s' for s in ceiling)}")
     print("\nratios of pages/s:")
     for index, run in enumerate(runs, 1):
@@ -456,8 +467,9 @@ def print_timeline(run: RayRun) -> None:
     first = run.first_done_s()
     first_text = f"{first:.2f}s" if first is not None else "?"
     print(
-        f"  EmbedActor ready (model loaded, {run.embed_actor.get('threads', '?')} torch "
-        f"threads) at {ready}; first batch done at {first_text}; end at {run.seconds:.2f}s"
+        f"  EmbedActor answered describe() ({run.embed_actor.get('threads', '?')} torch "
+        f"threads; model loaded by then) at {ready}; first batch done at {first_text}; "
+        f"end at {run.seconds:.2f}s"
     )
     print(f"  stored: {run.summary.chunks} chunks, {run.summary.concepts} concepts")
 
@@ -607,6 +619,8 @@ class Bench:
     load: float
     runs: list[RayRun] = field(default_factory=list)
     plain: PlainRun = field(default_factory=PlainRun)
+    plain_cpu: CpuMeter | None = None
+    ceiling_cpu: CpuMeter | None = None
 
 
 def parse_args() -> argparse.Namespace:
@@ -628,8 +642,10 @@ def parse_args() -> argparse.Namespace:
 def measure(bench: Bench, args: argparse.Namespace) -> None:
     bench.runs = [ray_run(bench.mongo_uri, bench.folder, bench.paths) for _ in range(args.runs)]
     threads = use_all_cores()
-    bench.plain = plain_pipeline(bench.paths, Settings().render_dpi, Settings().embed_model)
-    ceiling = embed_ceiling(bench.plain.model, bench.plain.texts, args.repeats)
+    with CpuMeter() as bench.plain_cpu:
+        bench.plain = plain_pipeline(bench.paths, Settings().render_dpi, Settings().embed_model)
+    with CpuMeter() as bench.ceiling_cpu:
+        ceiling = embed_ceiling(bench.plain.model, bench.plain.texts, args.repeats)
     print_header(bench, threads)
     print_rates(bench, ceiling)
     print_phases(bench)
