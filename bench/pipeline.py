@@ -168,6 +168,10 @@ class CpuMeter:
         capacity = (os.cpu_count() or 1) * max(self.wall, 1e-9)
         return self.by_label().get(OTHER, 0.0) / capacity
 
+    def own_cpu(self) -> float:
+        """CPU seconds of this benchmark's processes: much less sensitive to other load."""
+        return sum(s for label, s in self.by_label().items() if label != OTHER)
+
     def by_label(self) -> dict[str, float]:
         totals: dict[str, float] = {}
         for pid, last in self._last.items():
@@ -390,8 +394,8 @@ def rate(count: int, seconds: float | None) -> str:
 
 
 def row(label: str, seconds: float, pages: int, chunks: int, meter: CpuMeter | None) -> str:
-    other = f"{meter.foreign_load():12.0%}" if meter is not None else ""
-    return f"  {label:<46}{seconds:9.2f}{rate(pages, seconds)}{rate(chunks, seconds)}{other}"
+    cpu = f"{meter.own_cpu():10.1f}{meter.foreign_load():12.0%}" if meter is not None else ""
+    return f"  {label:<46}{seconds:9.2f}{rate(pages, seconds)}{rate(chunks, seconds)}{cpu}"
 
 
 def print_header(bench: Bench, threads: int) -> None:
@@ -420,7 +424,8 @@ def print_header(bench: Bench, threads: int) -> None:
 def print_rates(bench: Bench, ceiling: list[float]) -> None:
     plain, runs = bench.plain, bench.runs
     pages, chunks = plain.pages, len(plain.texts)
-    print(f"\n  {'':<46}{'seconds':>9}{'pages/s':>9}{'chunks/s':>9}{'other load':>12}")
+    columns = f"{'seconds':>9}{'pages/s':>9}{'chunks/s':>9}{'own CPU s':>10}{'other load':>12}"
+    print(f"\n  {'':<46}{columns}")
     for index, run in enumerate(runs, 1):
         kind = "first" if index == 1 else "fresh db, OS cache warm"
         label = f"(a) run_index, run {index} ({kind})"
@@ -540,8 +545,10 @@ def experiment_prewarmed(bench: Bench) -> None:
     ]
     ray.get([actor.describe.remote() for actor in embed])
     time.sleep(2.0)  # let the start-up CPU settle
-    with patched(driver, ProgressAggregator=_Prebuilt([aggregator]), EmbedActor=_Prebuilt(embed)):
+    stand_ins = {"ProgressAggregator": _Prebuilt([aggregator]), "EmbedActor": _Prebuilt(embed)}
+    with patched(driver, **stand_ins), CpuMeter() as meter:
         run = asyncio.run(timed_run(settings, workspace_id))
+    run.cpu = meter
     report_experiment("model preloaded before the clock", run, bench)
 
 
@@ -559,43 +566,58 @@ def experiment_fetch1(bench: Bench) -> None:
 def report_experiment(what: str, run: RayRun, bench: Bench) -> None:
     pages = bench.plain.pages
     steady = run.steady_rate()
+    cpu = run.cpu
+    load = f"own CPU {cpu.own_cpu():.1f}s, other load {cpu.foreign_load():.0%}; " if cpu else ""
     print(
         f"  EXPERIMENT run_index, {what}: {run.seconds:.2f}s = {pages / run.seconds:.2f} "
-        f"pages/s; steady {steady or 0:.2f} pages/s; embed ready at "
+        f"pages/s; {load}steady {steady or 0:.2f} pages/s; embed ready at "
         f"{run.embed_ready_s or 0:.2f}s; phases "
         + ", ".join(f"{k} {v:.1f}s" for k, v in run.summary.phase_seconds.items())
     )
 
 
+def timed_encode(model: Any, groups: list[list[str]]) -> tuple[float, float]:
+    """Seconds to encode every group in turn, and the other load meanwhile."""
+    with CpuMeter() as meter:
+        started = time.perf_counter()
+        for group in groups:
+            if group:
+                encode(model, group)
+        seconds = time.perf_counter() - started
+    return seconds, meter.foreign_load()
+
+
 def experiment_batches(bench: Bench) -> None:
-    """EXPERIMENT: encode in the driver's per-batch groups, as EmbedActor.embed receives them."""
+    """EXPERIMENT: encode in the driver's per-batch groups, as EmbedActor.embed receives them,
+    alternating with one call over all chunks so both see the same load."""
     plain = bench.plain
     sizes = [len(b) for b in plain.batches if b]
-    started = time.perf_counter()
-    for batch in plain.batches:
-        if batch:
-            encode(plain.model, batch)
-    seconds = time.perf_counter() - started
-    print(
-        f"  EXPERIMENT encode per driver batch ({len(sizes)} calls of {min(sizes)}-{max(sizes)} "
-        f"chunks): {seconds:.2f}s = {plain.pages / seconds:.2f} pages/s"
-    )
+    for _ in range(2):
+        for what, groups in (("all at once", [plain.texts]), ("per batch", plain.batches)):
+            seconds, load = timed_encode(plain.model, groups)
+            print(
+                f"  EXPERIMENT encode {what} ({len(groups)} calls; batches of "
+                f"{min(sizes)}-{max(sizes)} chunks): {seconds:.2f}s = "
+                f"{plain.pages / seconds:.2f} pages/s, other load {load:.0%}"
+            )
 
 
 def experiment_threads1(bench: Bench) -> None:
-    """EXPERIMENT: encode with 1 torch thread (what an actor left at Ray's default gets)."""
+    """EXPERIMENT: encode with 1 torch thread (what an actor left at Ray's default gets),
+    next to the same encode with every core."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        seconds = min(embed_ceiling(bench.plain.model, bench.plain.texts, 1))
-    finally:
-        torch.set_num_threads(before)
-    print(
-        f"  EXPERIMENT encode, 1 torch thread: {seconds:.2f}s = "
-        f"{bench.plain.pages / seconds:.2f} pages/s"
-    )
+    for threads in (1, before):
+        torch.set_num_threads(threads)
+        try:
+            seconds, load = timed_encode(bench.plain.model, [bench.plain.texts])
+        finally:
+            torch.set_num_threads(before)
+        print(
+            f"  EXPERIMENT encode, {threads} torch thread(s): {seconds:.2f}s = "
+            f"{bench.plain.pages / seconds:.2f} pages/s, other load {load:.0%}"
+        )
 
 
 EXPERIMENTS: dict[str, Callable[[Bench], None]] = {

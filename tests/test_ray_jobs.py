@@ -4,10 +4,8 @@ Ray Jobs submission, runs started from the head, cancel, retry-failed, metrics."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -43,18 +41,15 @@ def node_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """`ray start --head --block` in a session of its own: teardown kills exactly its
-    processes (raylet, GCS, dashboard, workers), never another Ray on the machine."""
     ray = shutil.which("ray", path=VENV_BIN)
     assert ray is not None
     gcs, dashboard, metrics = free_port(), free_port(), free_port()
     temp = tmp_path_factory.mktemp("ray")
-    process = subprocess.Popen(
+    subprocess.run(
         [
             ray,
             "start",
             "--head",
-            "--block",
             f"--port={gcs}",
             "--num-cpus=2",
             "--include-dashboard=true",
@@ -65,15 +60,14 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "--disable-usage-stats",
         ],
         env=node_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        check=True,
+        timeout=180,
+        capture_output=True,
     )
     address = f"http://127.0.0.1:{dashboard}"
     from cluster.jobs import jobs_client
 
     def jobs_api_up() -> bool:
-        assert process.poll() is None, "ray start exited"
         try:
             jobs_client(address).list_jobs()
             return True
@@ -81,21 +75,10 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
             return False
 
     try:
-        wait_until(jobs_api_up, 180, "the Ray Jobs API")
+        wait_until(jobs_api_up, 120, "the Ray Jobs API")
         yield {"jobs": address, "gcs": f"127.0.0.1:{gcs}", "metrics": metrics}
     finally:
-        _kill_session(process)
-
-
-def _kill_session(process: subprocess.Popen[bytes]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(30)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        subprocess.run([ray, "stop", "--force"], env=node_env(), timeout=120, capture_output=True)
 
 
 @pytest.fixture
@@ -166,7 +149,14 @@ async def test_submit_wait_succeeds(
         ["submit", workspace_id, "--address", ray_cluster["jobs"], "--wait"],
         cli_env(head.settings),
     )
-    assert unstamped(await client.expect("index:started", timeout_s=300)) == {}
+    started = asyncio.create_task(client.expect("index:started", timeout_s=300))
+    exited = asyncio.create_task(process.wait())
+    await asyncio.wait({started, exited}, return_when=asyncio.FIRST_COMPLETED)
+    if not started.done():
+        started.cancel()
+        _, stderr = await process.communicate()
+        pytest.fail(f"submit exited {process.returncode} first: {stderr.decode()[-3000:]}")
+    assert unstamped(started.result()) == {}
     to_started = time.monotonic() - started_at
     events = await until_terminal(client)
     stdout, stderr = await asyncio.wait_for(process.communicate(), 300)
