@@ -107,7 +107,9 @@ class FetchActor:
             )
         page_count, warning = inspect_pdf(data)
         gridfs_id = await self._store(document, data, sha256)
-        await self._register(document["_id"], sha256, gridfs_id, page_count, warning)
+        await self._register(
+            document["_id"], sha256, gridfs_id, page_count, warning, document.get("settingsHash")
+        )
         return FetchedDocument(document_id, gridfs_id, sha256, page_count, False, warning)
 
     def _unchanged(self, document: Document, sha256: str) -> bool:
@@ -140,7 +142,13 @@ class FetchActor:
         return str(await bucket.upload_from_stream(sha256, data))
 
     async def _register(
-        self, oid: ObjectId, sha256: str, gridfs_id: str, page_count: int, warning: str | None
+        self,
+        oid: ObjectId,
+        sha256: str,
+        gridfs_id: str,
+        page_count: int,
+        warning: str | None,
+        previous_hash: str | None,
     ) -> None:
         db = self._db.get()
         await db.documents.update_one(
@@ -158,9 +166,13 @@ class FetchActor:
                 }
             },
         )
-        # Pages and chunks of an older version of this document would be stale now.
+        # Pages and chunks of an older version of this document, or made with other
+        # settings (model, DPI, chunking), would be stale now.
+        stale: dict[str, object] = {"documentId": str(oid)}
+        if previous_hash in (None, self._settings_hash):
+            stale["sha256"] = {"$ne": sha256}
         for name in ("pages", "chunks"):
-            await db[name].delete_many({"documentId": str(oid), "sha256": {"$ne": sha256}})
+            await db[name].delete_many(stale)
 
 
 def read_local_file(source: str, max_bytes: int) -> bytes:

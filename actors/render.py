@@ -32,7 +32,7 @@ def preview_dpi(width_pt: float, height_pt: float, dpi: int) -> int:
 class RenderActor:
     """Render phase. Resources: half a CPU. Concurrency: one call at a time.
     Retries: restarted and retried by Ray. Idempotency key: (document, page); the preview's
-    GridFS file is named `{document}/{sha256}/{page}.png` and reused when present."""
+    GridFS file is named `{document}/{sha256}/{dpi}/{page}.png` and reused when present."""
 
     def __init__(self, settings: Settings, aggregator: Any) -> None:
         self._dpi = settings.render_dpi
@@ -75,7 +75,7 @@ class RenderActor:
         sha256: str,
         page_no: int,
     ) -> dict[str, Any]:
-        filename = f"{document_id}/{sha256}/{page_no}.png"
+        filename = f"{document_id}/{sha256}/{self._dpi}/{page_no}.png"
         files = self._db.get()[f"{PAGES_BUCKET}.files"]
         existing = await files.find_one({"filename": filename}, {"_id": 1, "metadata": 1})
         if existing is not None:  # a retried call: the preview is already stored

@@ -262,3 +262,16 @@ async def test_rerun_after_a_crash_resumes(local_ray, corpus, settings, db) -> N
         page = await db.pages.find_one({"documentId": key[0], "pageNo": key[1]})
         assert page["renderedAt"] == rendered_at, "a page done before the crash was redone"
     assert await db.pages.count_documents({"done": True}) == sum(GOOD_PAGES)
+
+
+async def test_changed_settings_redo_the_pages(local_ray, corpus, settings, db) -> None:
+    """Same bytes, another DPI: nothing is skipped or kept from the old settings."""
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    await add_document(db, workspace_id, str(corpus["good"][2]), max_bytes=10**9)
+    assert (await run_index(settings, workspace_id)).status == "succeeded"
+    again = await run_index(settings.with_overrides(render_dpi=96), workspace_id)
+    assert again.status == "succeeded"
+    assert again.skipped_documents == 0
+    pages = await db.pages.find({"workspaceId": workspace_id}).to_list()
+    assert len(pages) == GOOD_PAGES[2]
+    assert all(page["done"] and page["image"]["dpi"] == 96 for page in pages)
