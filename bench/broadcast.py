@@ -23,8 +23,9 @@ What is measured:
   is also published on the Redis channel, as python-socketio's Redis manager does for
   every emit, even one addressed to a local socket.
 - broadcast latency: the publisher stamps `sentAt = time.time()` (an extra field of a
-  valid `index:progress` payload, with `seq`) just before its send; each client subtracts
-  it from `time.time()` on receipt. Both processes read the same machine clock. After one
+  valid `index:progress` payload, with `benchSeq`, not `seq`, which heads overwrite with
+  their history's numbering) just before its send; each client subtracts it from
+  `time.time()` on receipt. Both processes read the same machine clock. After one
   warm-up event (not counted), E events are sent on a fixed schedule `--interval-ms`
   apart (default 20), open loop: a send does not wait for the previous one to return, so
   both configurations get the same offered load. Each event reaches every client: N x E
@@ -93,6 +94,7 @@ CLIENT_PHASE_TIMEOUT_S = 90.0
 DELIVERY_GRACE_S = 30.0
 POLL_S = 0.1
 EVENT = "index:progress"
+BENCH_SEQ = "benchSeq"  # not `seq`: a head numbers every index event `{epoch, seq}` itself
 
 
 # -- shared ----------------------------------------------------------------------------
@@ -141,7 +143,7 @@ class Tally:
 
     def record(self, counts: list[int], data: Any) -> None:
         now = time.time()
-        seq = data.get("seq", -1) if isinstance(data, dict) else -1
+        seq = data.get(BENCH_SEQ, -1) if isinstance(data, dict) else -1
         if not 0 <= seq < self.events:
             return  # warm-up or foreign event
         counts[seq] += 1
@@ -373,8 +375,10 @@ def head_env(backend: Backend, port: int, redis_url: str | None) -> dict[str, st
 
 
 @contextlib.contextmanager
-def heads(backend: Backend, count: int, redis_url: str | None) -> Iterator[list[str]]:
-    """Start `count` heads, wait until each answers /readyz; yield their URLs."""
+def head_processes(
+    backend: Backend, count: int, redis_url: str | None
+) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
+    """Start `count` heads, wait until each answers /readyz; yield (URL, process) pairs."""
     with contextlib.ExitStack() as stack:
         started: list[tuple[str, subprocess.Popen[bytes]]] = []
         for _ in range(count):
@@ -387,6 +391,13 @@ def heads(backend: Backend, count: int, redis_url: str | None) -> Iterator[list[
             started.append((f"http://127.0.0.1:{port}", proc))
         for url, proc in started:
             wait_for(lambda u=url: head_ready(u), f"head {url}", proc)
+        yield started
+
+
+@contextlib.contextmanager
+def heads(backend: Backend, count: int, redis_url: str | None) -> Iterator[list[str]]:
+    """Start `count` heads, wait until each answers /readyz; yield their URLs."""
+    with head_processes(backend, count, redis_url) as started:
         yield [url for url, _ in started]
 
 
@@ -417,7 +428,7 @@ def progress_payload(seq: int, events: int) -> dict[str, Any]:
         "docsTotal": events,
         "pagesDone": max(seq, 0),
         "pagesTotal": events,
-        "seq": seq,
+        BENCH_SEQ: seq,
         "sentAt": time.time(),
     }
 
@@ -534,13 +545,17 @@ def result_line(name: str, r: dict[str, Any]) -> str:
     )
 
 
-def ratio_line(memory: dict[str, Any], shared: dict[str, Any]) -> str:
+def ratio_line(
+    memory: dict[str, Any], shared: dict[str, Any], label: str = "redis / in-memory"
+) -> str:
+    """`shared` divided by `memory`, per figure; above 1 means `shared` is slower."""
+
     def ratio(kind: str, pct: str) -> str:
         base = memory[kind][pct]
         return f"{shared[kind][pct] / base:.2f}x" if base > 0 else "n/a"
 
     return (
-        "redis / in-memory: "
+        f"{label}: "
         f"broadcast p50 {ratio('broadcast_ms', 'p50')}, p99 {ratio('broadcast_ms', 'p99')}; "
         f"join p50 {ratio('join_ms', 'p50')}, p99 {ratio('join_ms', 'p99')}"
     )
@@ -557,14 +572,19 @@ def print_report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -
     memory, shared = results.values()
     print(ratio_line(memory, shared))
     for name, r in results.items():
-        first, span = r["first_event_ms"], r["delivery_span_s"]
-        rate = r["deliveries"] / span if span > 0 else float("nan")
-        print(
-            f"  {name}: connected {r['connected']}/{r['clients']} in {r['connect_s']:.1f} s; "
-            f"event 0 alone p50/p99 {first['p50']:.1f}/{first['p99']:.1f} ms; "
-            f"published in {r['publish_span_s']:.2f} s; "
-            f"{r['deliveries']} deliveries in {span:.2f} s ({rate:.0f}/s)"
-        )
+        print(detail_line(name, r))
+
+
+def detail_line(name: str, r: dict[str, Any]) -> str:
+    """Connect time, event 0 alone (no queue ahead of it), publish time, delivery rate."""
+    first, span = r["first_event_ms"], r["delivery_span_s"]
+    rate = r["deliveries"] / span if span > 0 else float("nan")
+    return (
+        f"  {name}: connected {r['connected']}/{r['clients']} in {r['connect_s']:.1f} s; "
+        f"event 0 alone p50/p99 {first['p50']:.1f}/{first['p99']:.1f} ms; "
+        f"published in {r['publish_span_s']:.2f} s; "
+        f"{r['deliveries']} deliveries in {span:.2f} s ({rate:.0f}/s)"
+    )
 
 
 # -- orchestrator: main ----------------------------------------------------------------
