@@ -7,6 +7,7 @@ torch threads as it was sized for (Ray would otherwise pin it to `num_cpus` thre
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -14,9 +15,11 @@ import numpy as np
 import ray
 from bson.binary import Binary, BinaryVectorDtype
 from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
 
+from actors.idle import IdleTimer
 from actors.telemetry import PipelineMetrics
-from core.db import LazyDatabase
+from core.db import Document, LazyClient
 from core.embedding import encode, load_model
 from core.settings import Settings
 
@@ -36,10 +39,12 @@ def pick_device() -> str:
 @ray.remote(max_restarts=3, max_task_retries=3, max_concurrency=1)
 class EmbedActor:
     """Embed phase. Resources: given by the driver (1 CPU, or 1 GPU on GPU nodes); holds the
-    model once. Concurrency: one batch at a time. Retries: restarted and retried by Ray.
-    Idempotency key: (document, chunkNo); a page is marked done once its chunks are stored."""
+    model once and outlives runs (see `actors.embed_pool`), so nothing run-specific is kept:
+    the database and the run's aggregator come with each call. Concurrency: one batch at a
+    time. Retries: restarted and retried by Ray. Idempotency key: (document, chunkNo); a page
+    is marked done once its chunks are stored."""
 
-    def __init__(self, settings: Settings, aggregator: Any, cpu_threads: int) -> None:
+    def __init__(self, settings: Settings, cpu_threads: int) -> None:
         import torch
 
         self.device = pick_device()
@@ -47,9 +52,9 @@ class EmbedActor:
             torch.set_num_threads(max(1, cpu_threads))
         self._model = load_model(settings.embed_model, self.device)
         self.dimensions = int(self._model.get_sentence_embedding_dimension())
-        self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
-        self._aggregator = aggregator
+        self._client = LazyClient(settings.mongodb_uri.reveal())  # type: ignore[union-attr]
         self._metrics = PipelineMetrics()
+        self._idle = IdleTimer(settings.embed_idle_s)
 
     def describe(self) -> dict[str, Any]:
         """Readiness probe and placement report: device, threads, vector size."""
@@ -60,14 +65,36 @@ class EmbedActor:
             "threads": torch.get_num_threads(),
             "dimensions": self.dimensions,
             "gpuIds": ray.get_gpu_ids(),
+            "pid": os.getpid(),
         }
 
     async def embed(
-        self, document_id: str, page_nos: list[int], chunks: list[dict[str, Any]]
+        self,
+        database: str,
+        aggregator: Any,
+        document_id: str,
+        page_nos: list[int],
+        chunks: list[dict[str, Any]],
     ) -> int:
-        """Store vectors for `chunks`, then mark `page_nos` of the document done."""
-        started = time.monotonic()
-        db = self._db.get()
+        """Store vectors for `chunks` in `database`, then mark `page_nos` of the document done
+        and tell the run's `aggregator`."""
+        self._idle.busy()
+        try:
+            started = time.monotonic()
+            await self._store(self._client.database(database), document_id, page_nos, chunks)
+            aggregator.pages_done.remote(document_id, len(page_nos))
+            self._metrics.phase_done("embed", len(page_nos), time.monotonic() - started)
+            return len(chunks)
+        finally:
+            self._idle.done()
+
+    async def _store(
+        self,
+        db: AsyncDatabase[Document],
+        document_id: str,
+        page_nos: list[int],
+        chunks: list[dict[str, Any]],
+    ) -> None:
         if chunks:
             vectors = encode(self._model, [c["text"] for c in chunks])
             await db.chunks.bulk_write(
@@ -83,6 +110,3 @@ class EmbedActor:
         await db.pages.update_many(
             {"documentId": document_id, "pageNo": {"$in": page_nos}}, {"$set": {"done": True}}
         )
-        self._aggregator.pages_done.remote(document_id, len(page_nos))
-        self._metrics.phase_done("embed", len(page_nos), time.monotonic() - started)
-        return len(chunks)

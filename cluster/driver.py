@@ -22,7 +22,7 @@ from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.analyze import AnalyzeActor
-from actors.embed import EmbedActor
+from actors.embed_pool import embed_pool
 from actors.fetch import FetchActor, FetchedDocument
 from actors.layout import CHUNK_OVERLAP_WORDS, CHUNK_WORDS
 from actors.ontology import OntologyActor
@@ -80,9 +80,10 @@ class RunActors:
     ontology: Any
     aggregator: Any
 
-    def all_actors(self) -> list[Any]:
+    def run_actors(self) -> list[Any]:
+        """The actors that live for this run only (the embed pool outlives it)."""
         actors = [*self.fetch.actors, *self.render.actors, *self.analyze.actors]
-        return [*actors, *self.embed.actors, self.ontology, self.aggregator]
+        return [*actors, self.ontology, self.aggregator]
 
 
 class _PhaseClock:
@@ -108,7 +109,6 @@ class _PhaseClock:
 def create_pools(settings: Settings, workspace_id: str, plan: PoolPlan) -> RunActors:
     aggregator = ProgressAggregator.remote(settings, workspace_id)
     fingerprint = settings_hash(settings)
-    embed = EmbedActor.options(num_cpus=plan.embed_cpus, num_gpus=plan.embed_gpus)
     return RunActors(
         fetch=ActorPool(
             [FetchActor.remote(settings, fingerprint) for _ in range(plan.fetch_actors)]
@@ -125,12 +125,7 @@ def create_pools(settings: Settings, workspace_id: str, plan: PoolPlan) -> RunAc
                 for _ in range(plan.analyze_actors)
             ]
         ),
-        embed=ActorPool(
-            [
-                embed.remote(settings, aggregator, plan.embed_threads)
-                for _ in range(plan.embed_actors)
-            ]
-        ),
+        embed=ActorPool(embed_pool(settings, plan)),
         ontology=OntologyActor.options(num_cpus=plan.ontology_cpus).remote(settings),
         aggregator=aggregator,
     )
@@ -266,9 +261,8 @@ class IndexRun:
         try:
             await self._timed("render", self._pools.render.call("render", *args))
             chunks = await self._timed("analyze", self._pools.analyze.call("analyze", *args))
-            await self._timed(
-                "embed", self._pools.embed.call("embed", fetched.document_id, pages, chunks)
-            )
+            embed_args = (self._settings.mongodb_db, self._pools.aggregator, fetched.document_id)
+            await self._timed("embed", self._pools.embed.call("embed", *embed_args, pages, chunks))
         finally:
             self._in_flight.release()
 
@@ -351,7 +345,7 @@ async def run_index(
             await update_job(db, job_id, events=summary.events)
         finally:
             heartbeat.cancel()
-            for actor in pools.all_actors():
+            for actor in pools.run_actors():
                 ray.kill(actor)
         return summary
     finally:

@@ -95,21 +95,34 @@ def parse_object_id(value: object) -> ObjectId | None:
     return None
 
 
-class LazyDatabase:
-    """A database handle for a Ray actor: the client is opened on first use, inside the
-    actor's own event loop (an AsyncMongoClient belongs to the loop that first uses it)."""
+class LazyClient:
+    """A client for a Ray actor: opened on first use, inside the actor's own event loop (an
+    AsyncMongoClient belongs to the loop that first uses it)."""
 
-    def __init__(self, uri: str, name: str) -> None:
+    def __init__(self, uri: str) -> None:
         self._uri = uri
-        self._name = name
         self._client: AsyncMongoClient[Document] | None = None
 
-    def get(self) -> AsyncDatabase[Document]:
+    def database(self, name: str) -> AsyncDatabase[Document]:
         if self._client is None:
             self._client = open_client(self._uri)
-        return self._client[self._name]
+        return self._client[name]
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+class LazyDatabase:
+    """One database of a `LazyClient`: what an actor that serves a single run holds."""
+
+    def __init__(self, uri: str, name: str) -> None:
+        self._client = LazyClient(uri)
+        self._name = name
+
+    def get(self) -> AsyncDatabase[Document]:
+        return self._client.database(self._name)
+
+    async def close(self) -> None:
+        await self._client.close()

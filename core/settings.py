@@ -72,6 +72,7 @@ class Settings:
     max_event_bytes: int = 16 * 1024
     max_document_bytes: int = 200 * 1024 * 1024
     render_dpi: int = 72
+    embed_idle_s: int = 600
 
     def require_nextauth_secret(self) -> Secret:
         """Return NEXTAUTH_SECRET or fail with a one-line error naming it."""
@@ -161,4 +162,5 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_rooms_per_socket=_int(environ, "INDEXER_MAX_ROOMS_PER_SOCKET", 32),
         max_document_bytes=_int(environ, "INDEXER_MAX_DOCUMENT_BYTES", 200 * 1024 * 1024),
         render_dpi=_int(environ, "INDEXER_RENDER_DPI", 72, minimum=18),
+        embed_idle_s=_int(environ, "INDEXER_EMBED_IDLE_S", 600, minimum=0),
     )

@@ -62,12 +62,10 @@ def ray_with_a_gpu():
 
 
 def test_embed_actor_takes_the_gpu_and_falls_back_to_cpu(ray_with_a_gpu, settings) -> None:
-    from actors.embed import EmbedActor
+    from actors.embed_pool import embed_pool
 
     plan = plan_pools(2, 1)
-    actor = EmbedActor.options(num_cpus=plan.embed_cpus, num_gpus=plan.embed_gpus).remote(
-        settings, None, plan.embed_threads
-    )
+    [actor] = embed_pool(settings, plan)
     described = ray.get(actor.describe.remote(), timeout=120)
     assert described["gpuIds"] == [0]  # Ray placed it on the declared GPU
     assert described["device"] == "cpu"  # no CUDA here: the same code runs on the CPU

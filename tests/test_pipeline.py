@@ -3,6 +3,7 @@ a real head, watched by a real Socket.IO client in the workspace room."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import time
@@ -275,3 +276,44 @@ async def test_changed_settings_redo_the_pages(local_ray, corpus, settings, db) 
     pages = await db.pages.find({"workspaceId": workspace_id}).to_list()
     assert len(pages) == GOOD_PAGES[2]
     assert all(page["done"] and page["image"]["dpi"] == 96 for page in pages)
+
+
+async def test_embed_pool_outlives_runs_and_leaves_when_idle(
+    local_ray, corpus, settings, db
+) -> None:
+    """The model loads once per cluster: a run in another database reuses the pool's actor
+    (and writes to its own database); other embed settings replace the pool; idle, it exits."""
+    from actors.embed_pool import pool_actor_names
+
+    embed_pids: list[int] = []
+
+    def watch(actors: RunActors) -> None:
+        embed_pids.append(ray.get(actors.embed.actors[0].describe.remote())["pid"])
+
+    async def index_one(run_settings: Any, database: Any) -> str:
+        workspace_id = str(
+            await create_workspace(database, name="W", owner_id="alice", member_ids=[])
+        )
+        await add_document(database, workspace_id, str(corpus["good"][2]), max_bytes=10**9)
+        summary = await run_index(run_settings, workspace_id, on_start=watch)
+        assert summary.status == "succeeded", summary
+        return workspace_id
+
+    await index_one(settings, db)
+    other_db = db.client[f"{settings.mongodb_db}_other"]
+    other_workspace = await index_one(settings.with_overrides(mongodb_db=other_db.name), other_db)
+    assert embed_pids[0] == embed_pids[1]
+    other_chunks = await other_db.chunks.find({"workspaceId": other_workspace}).to_list()
+    assert other_chunks
+    assert all("embedding" in chunk for chunk in other_chunks)
+    assert await db.chunks.count_documents({"workspaceId": other_workspace}) == 0
+
+    before = set(pool_actor_names())
+    await index_one(settings.with_overrides(embed_idle_s=1), db)
+    assert embed_pids[2] != embed_pids[0]
+    assert not before & set(pool_actor_names()), "the old pool still holds its CPU"
+    deadline = time.monotonic() + 60
+    while pool_actor_names():
+        assert time.monotonic() < deadline, "the idle pool never left"
+        await asyncio.sleep(0.5)
+    await db.client.drop_database(other_db.name)

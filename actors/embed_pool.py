@@ -1,0 +1,76 @@
+"""The embed pool: EmbedActors that outlive a run, so the model loads once per cluster.
+
+Starting a worker, importing torch and sentence-transformers and loading the model takes
+longer than embedding a small workspace. The pool's actors are named and detached; the next
+run (or a run of another workspace at the same time) finds them by name and shares them.
+The name holds a key of what the actors were built with (model, placement, database
+server): a run with other settings gets other actors, and the old ones are removed so they
+do not hold the CPUs or GPUs the new ones need. Idle actors leave after `embed_idle_s`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import ray
+
+from actors.embed import EmbedActor
+from actors.pool import PoolPlan
+from core.settings import Settings
+
+NAMESPACE = "indexer"
+NAME_PREFIX = "embed-pool"
+
+
+def pool_key(settings: Settings, plan: PoolPlan) -> str:
+    """What the actors of a pool share; the database server's URI is hashed, never shown."""
+    uri = settings.mongodb_uri.reveal() if settings.mongodb_uri else ""
+    key = {
+        "model": settings.embed_model,
+        "uri": hashlib.sha256(uri.encode()).hexdigest(),
+        "placement": [plan.embed_actors, plan.embed_cpus, plan.embed_gpus, plan.embed_threads],
+        "idle": settings.embed_idle_s,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def embed_pool(settings: Settings, plan: PoolPlan) -> list[Any]:
+    """Handles to the pool's actors, created when missing (Ray's get_if_exists)."""
+    key = pool_key(settings, plan)
+    remove_other_pools(keep=key)
+    placement = {"num_cpus": plan.embed_cpus, "num_gpus": plan.embed_gpus}
+    return [
+        EmbedActor.options(
+            name=f"{NAME_PREFIX}-{key}-{index}",
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            **placement,
+        ).remote(settings, plan.embed_threads)
+        for index in range(plan.embed_actors)
+    ]
+
+
+def pool_actor_names() -> list[str]:
+    """Names of every embed pool actor alive on the cluster."""
+    return [
+        entry["name"]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry["namespace"] == NAMESPACE and entry["name"].startswith(f"{NAME_PREFIX}-")
+    ]
+
+
+def remove_other_pools(*, keep: str | None) -> list[str]:
+    """Kill pool actors whose key is not `keep` (None: every pool); return their names."""
+    removed = []
+    for name in pool_actor_names():
+        if keep is not None and name.startswith(f"{NAME_PREFIX}-{keep}-"):
+            continue
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:  # left on its own meanwhile
+            continue
+        removed.append(name)
+    return removed

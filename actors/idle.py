@@ -1,0 +1,45 @@
+"""Leaving when idle: a long-lived actor that has had no work for a while exits on its own.
+
+The embed pool outlives runs so the model loads once per cluster, but an idle pool still
+holds its CPUs or GPUs; after `idle_s` without a call it gives them back. The check runs
+as a task on the actor's event loop and exits through `ray.actor.exit_actor`, which Ray
+treats as intended (no restart), so the next run simply creates a fresh pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import ray
+
+CHECK_EVERY_S = 5.0
+
+
+class IdleTimer:
+    """Counts calls in flight; started lazily, from the first call, inside the actor's loop."""
+
+    def __init__(self, idle_s: float) -> None:
+        self._idle_s = idle_s
+        self._in_flight = 0
+        self._last_used = time.monotonic()
+        self._watch: asyncio.Task[None] | None = None
+
+    def busy(self) -> None:
+        self._in_flight += 1
+        self._last_used = time.monotonic()
+        if self._watch is None and self._idle_s > 0:
+            self._watch = asyncio.get_running_loop().create_task(self._exit_when_idle())
+
+    def done(self) -> None:
+        self._in_flight -= 1
+        self._last_used = time.monotonic()
+
+    def idle_for(self) -> float:
+        return 0.0 if self._in_flight else time.monotonic() - self._last_used
+
+    async def _exit_when_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(CHECK_EVERY_S, self._idle_s))
+            if self.idle_for() >= self._idle_s:
+                ray.actor.exit_actor()
