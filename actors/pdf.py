@@ -1,12 +1,15 @@
 """Opening PDFs held in GridFS, shared by the render and analyze actors.
 
-PyMuPDF is imported here, lazily, because importing it pulls its layout add-on
-(onnxruntime) and costs about a second: processes that never open a PDF never pay it.
+PyMuPDF is imported here, lazily, and without its layout add-on: PyMuPDF 2.0 imports
+`pymupdf.layout` (onnxruntime, pymupdf4llm) whenever it is installed, which costs seconds of
+CPU in every parser process, and the indexer does its own layout (`actors.layout`).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
@@ -24,10 +27,18 @@ PAGES_BUCKET = "pages"
 OPEN_DOCUMENTS_KEPT = 2
 
 
-def open_pdf(data: bytes) -> pymupdf.Document:
-    """Open PDF bytes, translating PyMuPDF's errors into a DocumentError."""
+def load_pymupdf() -> ModuleType:
+    """PyMuPDF without `pymupdf.layout`: a None entry in sys.modules makes that import fail,
+    which PyMuPDF expects (the add-on is optional) and handles by leaving it out."""
+    sys.modules.setdefault("pymupdf.layout", None)
     import pymupdf
 
+    return pymupdf
+
+
+def open_pdf(data: bytes) -> pymupdf.Document:
+    """Open PDF bytes, translating PyMuPDF's errors into a DocumentError."""
+    pymupdf = load_pymupdf()
     try:
         return pymupdf.open(stream=data, filetype="pdf")
     except (pymupdf.FileDataError, RuntimeError, ValueError) as exc:

@@ -56,7 +56,7 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         embed_cpus, embed_gpus, threads = 4.0, 0.0, 4
     actors = 2 * parsers + embed_actors
     return PoolPlan(
-        fetch_actors=2,
+        fetch_actors=1 if cpus <= 4 else 2,
         render_actors=parsers,
         analyze_actors=parsers,
         embed_actors=embed_actors,

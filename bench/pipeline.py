@@ -502,19 +502,6 @@ def print_cpu(runs: list[RayRun]) -> None:
 # -- experiments (not part of the measurement) ---------------------------------------------
 
 
-class _Prebuilt:
-    """Stands in for an actor class in `cluster.driver`: hands out ready-made handles."""
-
-    def __init__(self, handles: list[Any]) -> None:
-        self._handles = list(handles)
-
-    def options(self, **_: Any) -> _Prebuilt:
-        return self
-
-    def remote(self, *_: Any, **__: Any) -> Any:
-        return self._handles.pop(0)
-
-
 @contextlib.contextmanager
 def patched(module: Any, **values: Any) -> Iterator[None]:
     saved = {name: getattr(module, name) for name in values}
@@ -525,31 +512,6 @@ def patched(module: Any, **values: Any) -> Iterator[None]:
     finally:
         for name, value in saved.items():
             setattr(module, name, value)
-
-
-def experiment_prewarmed(bench: Bench) -> None:
-    """EXPERIMENT: the run's EmbedActor (and aggregator) created and model-loaded before the
-    clock starts: what a long-lived embed pool, kept between runs, would give."""
-    from actors.embed import EmbedActor
-    from actors.progress import ProgressAggregator
-
-    settings = bench_settings(bench.mongo_uri, bench.folder)
-    workspace_id = asyncio.run(prepare_workspace(settings, bench.paths))
-    plan = plan_pools(*cluster_size())
-    aggregator = ProgressAggregator.remote(settings, workspace_id)
-    embed = [
-        EmbedActor.options(num_cpus=plan.embed_cpus).remote(
-            settings, aggregator, plan.embed_threads
-        )
-        for _ in range(plan.embed_actors)
-    ]
-    ray.get([actor.describe.remote() for actor in embed])
-    time.sleep(2.0)  # let the start-up CPU settle
-    stand_ins = {"ProgressAggregator": _Prebuilt([aggregator]), "EmbedActor": _Prebuilt(embed)}
-    with patched(driver, **stand_ins), CpuMeter() as meter:
-        run = asyncio.run(timed_run(settings, workspace_id))
-    run.cpu = meter
-    report_experiment("model preloaded before the clock", run, bench)
 
 
 def experiment_fetch1(bench: Bench) -> None:
@@ -621,7 +583,6 @@ def experiment_threads1(bench: Bench) -> None:
 
 
 EXPERIMENTS: dict[str, Callable[[Bench], None]] = {
-    "prewarmed": experiment_prewarmed,
     "fetch1": experiment_fetch1,
     "batches": experiment_batches,
     "threads1": experiment_threads1,

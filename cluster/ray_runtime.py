@@ -1,5 +1,10 @@
 """Connecting to Ray: a cluster at RAY_ADDRESS / --ray-address, or a local one sized to
-this machine. The runtime env keeps model loading offline in every worker."""
+this machine.
+
+No job-level runtime env: Ray reuses its prestarted idle workers only for jobs without one,
+and starting a fresh worker for each of a run's actors costs seconds of CPU. What workers
+need from their environment (offline model loading) `core.embedding` sets itself.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,6 @@ from pathlib import Path
 
 import ray
 
-RUNTIME_ENV_VARS = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
-
 
 def connect_ray(
     address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None
@@ -21,17 +20,15 @@ def connect_ray(
     """Attach to `address`, or start a local Ray (`address="local"`: never a stale cluster)."""
     if ray.is_initialized():
         return
-    runtime_env = {"env_vars": dict(RUNTIME_ENV_VARS)}
     if address:
         _enable_token_auth_if_available()
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False)
         return
     ray.init(
         address="local",
         num_cpus=num_cpus or os.cpu_count() or 1,
         num_gpus=num_gpus,
         include_dashboard=False,
-        runtime_env=runtime_env,
         log_to_driver=False,
     )
 

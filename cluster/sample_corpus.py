@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from actors.pdf import load_pymupdf
+
 TOPICS = {
     "Ray cluster operations": [
         "autoscaler",
@@ -85,7 +87,7 @@ def _paragraph(rng: random.Random, terms: list[str]) -> str:
 
 def write_sample_pdf(path: Path, title: str, pages: int, seed: int) -> None:
     """One PDF of `pages` pages about `title`; odd pages are set in two columns."""
-    import pymupdf
+    pymupdf = load_pymupdf()
 
     rng = random.Random(seed)
     terms = TOPICS[title]

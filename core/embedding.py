@@ -10,6 +10,13 @@ from typing import Any
 import numpy as np
 
 BUNDLED_MODEL_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+# Set before sentence-transformers is imported: weights never come from the network, and
+# the tokenizers' own thread pool stays off (torch already uses the actor's threads).
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 ENCODE_BATCH_SIZE = 32
 
 
@@ -27,7 +34,8 @@ def resolve_model(name: str) -> str:
 
 
 def load_model(name: str, device: str) -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for variable, value in OFFLINE_ENV.items():
+        os.environ.setdefault(variable, value)
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(resolve_model(name), device=device)
