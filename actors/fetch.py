@@ -171,7 +171,8 @@ class FetchActor:
         stale: dict[str, object] = {"documentId": str(oid)}
         if previous_hash in (None, self._settings_hash):
             stale["sha256"] = {"$ne": sha256}
-        for name in ("pages", "chunks"):
+        # chunks first: a run stopped in between never leaves a chunk without its page
+        for name in ("chunks", "pages"):
             await db[name].delete_many(stale)
 
 

@@ -17,10 +17,12 @@ from typing import Any
 
 import ray
 from bson import ObjectId
+from pymongo.errors import PyMongoError
 
 from actors.run_progress import ProgressThrottle, RunProgress, progress_key
 from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase
+from core.jobs import one_line
 from core.publisher import EventPublisher, PublishError, make_publisher
 from core.settings import Settings
 
@@ -52,12 +54,14 @@ class ProgressAggregator:
         self._progress.docs_total = docs_total
         self._progress.started_at = time.monotonic()
         self._publisher = make_publisher(self._settings)
-        self._tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._tick())]
         await self._db.get().workspaces.update_one(
             {"_id": ObjectId(self._workspace_id)}, {"$set": {"indexStatus": "indexing"}}
         )
+        # `index:started` is queued before the ticker exists: no update can go out before it
+        # (the status write above may take longer than a tick, on a first connection)
         self._outbox.put_nowait(("index:started", {}))
         self._maybe_update()
+        self._tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._tick())]
 
     def document_fetched(self, document_id: str, pages: int, already_done: int) -> None:
         self._progress.document_fetched(document_id, pages, already_done=already_done)
@@ -91,17 +95,23 @@ class ProgressAggregator:
         return await self._close()
 
     async def fail(self, error: str, phase: str) -> dict[str, int]:
-        """`index:failed {error, phase}` as the last event of the run."""
-        await self._db.get().workspaces.update_one(
-            {"_id": ObjectId(self._workspace_id)},
-            {
-                "$set": {
-                    "indexStatus": "failed",
-                    "indexError": error,
-                    "indexProgress.updatedAt": datetime.now(UTC),
-                }
-            },
-        )
+        """`index:failed {error, phase}` as the last event of the run. It goes out even when
+        the status cannot be stored (MongoDB away: the reason the run failed, often), and
+        its error always fits the event's limit, so a browser is never left waiting."""
+        error = one_line(error) or "failed"
+        try:
+            await self._db.get().workspaces.update_one(
+                {"_id": ObjectId(self._workspace_id)},
+                {
+                    "$set": {
+                        "indexStatus": "failed",
+                        "indexError": error,
+                        "indexProgress.updatedAt": datetime.now(UTC),
+                    }
+                },
+            )
+        except PyMongoError as exc:
+            logger.warning("failed status not stored: %s", type(exc).__name__)
         self._outbox.put_nowait(("index:failed", {"error": error, "phase": phase}))
         return await self._close()
 

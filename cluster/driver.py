@@ -9,6 +9,7 @@ fails is marked failed alone; only a failure of the run itself ends in `index:fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import ray
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from actors.analyze import AnalyzeActor
 from actors.embed_pool import embed_pool
@@ -32,7 +34,7 @@ from actors.render import RenderActor
 from cluster.ray_runtime import cluster_size
 from core.db import Document, ensure_indexes, open_client, require_uri
 from core.errors import DocumentError, RunError
-from core.jobs import create_job, finish_job_if_active, update_job
+from core.jobs import create_job, failure_message, finish_job_patiently, update_job
 from core.settings import Settings
 from core.workspaces import find_workspace
 
@@ -174,7 +176,7 @@ class IndexRun:
             aggregator.set_phase.remote("finalize")
             page_count, chunks = await self._counts()
         except Exception as exc:
-            error = exc.message if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
+            error = failure_message(exc)
             summary = self._summary(job_id, "failed", documents, started, error=error)
             if await record(summary):
                 summary.events = await aggregator.fail.remote(error, self._phase)
@@ -336,7 +338,7 @@ async def run_index(
             on_start(pools)
 
         async def record(summary: RunSummary) -> bool:
-            return await finish_job_if_active(db, job_id, summary.status, **_job_fields(summary))
+            return await finish_job_patiently(db, job_id, summary.status, **_job_fields(summary))
 
         try:
             summary = await IndexRun(settings, workspace_id, db, pools, plan).execute(
@@ -356,7 +358,8 @@ async def _heartbeat(db: AsyncDatabase[Document], job_id: str) -> None:
     """Proof of life, so a run whose driver died can be told from a slow one."""
     while True:
         await asyncio.sleep(HEARTBEAT_S)
-        await update_job(db, job_id, heartbeatAt=datetime.now(UTC))
+        with contextlib.suppress(PyMongoError):  # MongoDB away: the next beat makes up
+            await update_job(db, job_id, heartbeatAt=datetime.now(UTC))
 
 
 def _job_fields(summary: RunSummary) -> dict[str, Any]:

@@ -3,11 +3,18 @@
 MongoDB is the source of truth; everything a browser sees through an event must be
 readable here a moment later. Indexes are created at start-up and creation is
 idempotent (same spec twice is a no-op).
+
+Outages: an operation waits up to the server selection timeout for a reachable server, and
+writes and reads are retried once after a network error (retryable writes and reads). Runs
+wait 30 s, long enough to ride out a restart of the server (a crash and its supervisor's
+restart, a failover); the head waits 5 s, so a browser gets an answer (503) quickly. A
+`serverSelectionTimeoutMS` in MONGODB_URI wins over both: it is the operator's knob.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
@@ -19,7 +26,10 @@ from core.settings import Settings
 
 Document = dict[str, Any]
 
-SERVER_SELECTION_TIMEOUT_MS = 5_000
+# PyMongo's own default: a run rides out a server restart instead of failing.
+SERVER_SELECTION_TIMEOUT_MS = 30_000
+# The head answers browsers and probes; it must not keep them waiting on a dead server.
+HEAD_SERVER_SELECTION_TIMEOUT_MS = 5_000
 
 INDEXES: dict[str, list[IndexModel]] = {
     "workspaces": [
@@ -54,14 +64,23 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
-def open_client(uri: str) -> AsyncMongoClient[Document]:
-    """A client bound to the running event loop; call it inside that loop, close it there."""
-    return AsyncMongoClient(
-        uri,
-        tz_aware=True,
-        serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
-        appname="indexer",
-    )
+def open_client(
+    uri: str, *, server_selection_timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS
+) -> AsyncMongoClient[Document]:
+    """A client bound to the running event loop; call it inside that loop, close it there.
+
+    `server_selection_timeout_ms` applies unless the URI sets `serverSelectionTimeoutMS`.
+    """
+    options: dict[str, Any] = {}
+    if not _uri_sets(uri, "serverSelectionTimeoutMS"):
+        options["serverSelectionTimeoutMS"] = server_selection_timeout_ms
+    return AsyncMongoClient(uri, tz_aware=True, appname="indexer", **options)
+
+
+def _uri_sets(uri: str, option: str) -> bool:
+    """Whether the connection string's query sets `option` (names are case-insensitive)."""
+    query = urlsplit(uri).query
+    return any(name.lower() == option.lower() for name, _ in parse_qsl(query))
 
 
 def require_uri(settings: Settings) -> str:

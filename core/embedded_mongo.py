@@ -11,6 +11,10 @@ reuse it. An `flock` on `secantusd.lock` serialises that check-then-start so two
 starting at once cannot both launch (WiredTiger would refuse the second anyway, with a
 less helpful error). Only the process that started the server stops it.
 
+A server that died (SIGKILL, OOM) leaves a stale state file; the next start launches a new
+server on the *same port* when it is free, so every process still holding the old URI (a
+head, the actors of a run) reconnects on its own instead of talking to a dead port forever.
+
 Files in the data directory:
 
     secantusd.json    state of the running server: {"pid", "port", "host", ...}
@@ -76,6 +80,8 @@ class EmbeddedMongo:
         startup_timeout_s: How long to wait for the server to answer a ping.
         executable: Path of `secantusd-py`; by default the one next to the running
             Python (the same virtualenv), else the first on PATH.
+        port: Listen on this port; by default a crashed predecessor's port when it is
+            free (on-disk mode), else one the kernel picks.
     """
 
     def __init__(
@@ -85,11 +91,13 @@ class EmbeddedMongo:
         in_memory: bool = False,
         startup_timeout_s: float = 30.0,
         executable: str | None = None,
+        port: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.in_memory = in_memory
         self.startup_timeout_s = startup_timeout_s
         self._executable = executable
+        self._requested_port = port
         self._uri: str | None = None
         self._started_here = False
         self._proc: subprocess.Popen[bytes] | None = None
@@ -105,6 +113,11 @@ class EmbeddedMongo:
         if self._uri is None:
             raise RuntimeError("EmbeddedMongo is not started; call start() first")
         return self._uri
+
+    @property
+    def pid(self) -> int:
+        """The server's own pid (0 before `start()` or when the server was reused)."""
+        return self._server_pid
 
     @property
     def started_here(self) -> bool:
@@ -129,12 +142,18 @@ class EmbeddedMongo:
                 f"cannot create MongoDB data directory {self.data_dir}: {exc}"
             ) from exc
         if self.in_memory:
-            self._uri = self._launch()
+            self._uri = self._launch(self._requested_port or 0)
             return self._uri
         # The holder may be launching (startup_timeout_s) or stopping (STOP_TIMEOUT_S).
         with self._locked(self.startup_timeout_s + STOP_TIMEOUT_S):
+            stale_port = self._stale_port()
             reused = self._reusable_uri()
-            self._uri = reused if reused is not None else self._launch()
+            if reused is not None:
+                self._uri = reused
+            elif self._requested_port is not None:
+                self._uri = self._launch(self._requested_port)
+            else:
+                self._uri = self._launch_on_stale_port(stale_port)
         return self._uri
 
     def stop(self) -> None:
@@ -200,6 +219,25 @@ class EmbeddedMongo:
         self._state_path.unlink(missing_ok=True)
         return None
 
+    def _stale_port(self) -> int | None:
+        """The port the state file records (read before a stale file is removed)."""
+        try:
+            state = json.loads(self._state_path.read_text(encoding="utf-8"))
+            port = int(state["port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return port if 0 < port < 65536 else None
+
+    def _launch_on_stale_port(self, port: int | None) -> str:
+        """Launch on a dead predecessor's port when it is free (clients holding its URI
+        reconnect by themselves), else on a port the kernel picks."""
+        if port is not None and _port_free(port):
+            try:
+                return self._launch(port)
+            except StorageError:
+                pass  # taken between the check and the bind: any port will do
+        return self._launch(0)
+
     def _write_state(self, pid: int, port: int, executable: Path) -> None:
         state = {
             "pid": pid,
@@ -257,7 +295,7 @@ class EmbeddedMongo:
             )
         return Path(found)
 
-    def _command(self, executable: Path) -> list[str]:
+    def _command(self, executable: Path, port: int) -> list[str]:
         config = self.data_dir / CONFIG_FILE
         if not config.exists():
             config.write_text(
@@ -268,7 +306,7 @@ class EmbeddedMongo:
             str(executable),
             "--config", str(config),
             "--host", HOST,
-            "--port", "0",
+            "--port", str(port),
             "--log-level", "INFO",
         ]  # fmt: skip
         if self.in_memory:
@@ -300,10 +338,11 @@ class EmbeddedMongo:
             os.replace(self._log_path, self._log_path.with_name(LOG_FILE + ".1"))
         return open(self._log_path, "wb")
 
-    def _launch(self) -> str:
-        """Start the child, wait until it answers, record it; return its URI."""
+    def _launch(self, port: int) -> str:
+        """Start the child on `port` (0: any), wait until it answers, record it; return
+        its URI."""
         executable = self._resolve_executable()
-        command = self._command(executable)
+        command = self._command(executable, port)
         with self._open_log() as log:
             try:
                 # Own session: a Ctrl-C in the terminal reaches only our process, which
@@ -448,6 +487,17 @@ def _terminate(proc: subprocess.Popen[bytes], port: int | None) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=POLL_INTERVAL_S)
     proc.wait()
+
+
+def _port_free(port: int) -> bool:
+    """Whether a listener could bind HOST:port now (SO_REUSEADDR, as SecantusDB binds)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def _knock(port: int) -> bool | None:

@@ -8,15 +8,18 @@ queued → pending → running → succeeded | failed | stopped | cancelled.
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from core.db import Document, parse_object_id
-from core.errors import IndexerError
+from core.errors import IndexerError, RunError, StorageError
 
 ACTIVE_STATUSES = ("queued", "pending", "running")
 FINAL_STATUSES = ("succeeded", "failed", "stopped", "cancelled")
@@ -24,6 +27,13 @@ FINAL_STATUSES = ("succeeded", "failed", "stopped", "cancelled")
 RUNNING_LEASE = timedelta(seconds=30)
 # A queued or pending run has no driver yet (e.g. a Ray job waiting for resources).
 QUEUED_LEASE = timedelta(minutes=30)
+# A run that ends while MongoDB is away keeps trying this long to record how it ended.
+OUTCOME_PATIENCE_S = 300.0
+OUTCOME_RETRY_S = 1.0
+MAX_ERROR_CHARS = 500
+# PyMongo appends its timeouts and the whole topology to a message: not for people.
+_PYMONGO_DETAILS = re.compile(r" \(configured timeouts:.*|, Timeout: .*|, Topology Description: .*")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class RunAlreadyActiveError(IndexerError):
@@ -99,6 +109,69 @@ async def finish_job_if_active(
         },
     )
     return result.modified_count == 1
+
+
+async def finish_job_patiently(
+    db: AsyncDatabase[Document],
+    job_id: str,
+    status: str,
+    *,
+    patience_s: float = OUTCOME_PATIENCE_S,
+    **fields: Any,
+) -> bool:
+    """`finish_job_if_active`, tried again while MongoDB cannot be reached: a run that failed
+    because the server went away records so once it is back, instead of leaving its job
+    `running` (and the workspace blocked) until the lease runs out.
+
+    Raises:
+        StorageError: MongoDB stayed unreachable for `patience_s`.
+    """
+    deadline = time.monotonic() + patience_s
+    retried = False
+    while True:
+        try:
+            if await finish_job_if_active(db, job_id, status, **fields):
+                return True
+            if not retried:
+                return False
+            # An attempt whose reply was lost may have been applied: then it is ours.
+            job = await db.jobs.find_one({"_id": ObjectId(job_id)}, {"status": 1})
+            return job is not None and job.get("status") == status
+        except ConnectionFailure as exc:
+            if time.monotonic() >= deadline:
+                raise StorageError(
+                    f"MongoDB unavailable: run {job_id} ended {status} but could not record it"
+                ) from exc
+        retried = True
+        await asyncio.sleep(OUTCOME_RETRY_S)
+
+
+def failure_message(exc: BaseException) -> str:
+    """One clear line for a failed run's job and its `index:failed` event.
+
+    The cause of a Ray task error rather than its remote traceback; a MongoDB outage said
+    as such, with what to do; never longer than MAX_ERROR_CHARS.
+    """
+    cause = exc
+    while isinstance(inner := getattr(cause, "cause", None), BaseException) and inner is not cause:
+        cause = inner
+    if isinstance(cause, RunError):
+        return one_line(cause.message)
+    if isinstance(cause, PyMongoError):
+        detail = _PYMONGO_DETAILS.sub("", one_line(str(cause)))
+        return one_line(
+            f"MongoDB unavailable ({type(cause).__name__}: {detail}); "
+            "the pages done so far are kept: run the index again to resume"
+        )
+    if isinstance(cause, IndexerError):
+        return one_line(str(cause))
+    return one_line(f"{type(cause).__name__}: {one_line(str(cause))}")
+
+
+def one_line(text: str) -> str:
+    """The first non-empty line of `text`, without terminal colours, at most MAX_ERROR_CHARS."""
+    lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    return lines[0][:MAX_ERROR_CHARS] if lines else ""
 
 
 async def find_job(db: AsyncDatabase[Document], job_id: str) -> Document | None:

@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
-from core.db import ensure_indexes, open_client, require_uri
+from core.db import HEAD_SERVER_SELECTION_TIMEOUT_MS, ensure_indexes, open_client, require_uri
 from core.errors import StorageError
 from core.history import RedisEventHistory
 from core.settings import Settings
@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> Any:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        state.mongo = open_client(uri)
+        state.mongo = open_client(uri, server_selection_timeout_ms=HEAD_SERVER_SELECTION_TIMEOUT_MS)
         db = state.db
         await ensure_indexes(db)
         state.authenticator_ = SessionAuthenticator(secret, db.sessions)
