@@ -65,7 +65,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -496,9 +496,16 @@ async def stop_child(proc: asyncio.subprocess.Process) -> None:
 
 
 async def measure(
-    args: argparse.Namespace, urls: list[str], backend: Backend, publisher: EventPublisher
+    args: argparse.Namespace,
+    urls: list[str],
+    backend: Backend,
+    publisher: EventPublisher,
+    on_ready: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
-    """Run the client process against `urls`, publish, return its RESULT."""
+    """Run the client process against `urls`, publish, return its RESULT.
+
+    `on_ready` is called once every client has joined, before the first publish.
+    """
     proc = await spawn_clients(args, urls, backend)
     try:
         assert proc.stdout is not None
@@ -506,6 +513,8 @@ async def measure(
         ready = await read_tagged(proc.stdout, "READY")
         if ready["joined"] == 0:
             raise RuntimeError(f"no client joined: {ready}")
+        if on_ready is not None:
+            on_ready()
         interval = args.interval_ms / 1000
         span = await publish_events(publisher, backend.workspace_id, args.events, interval)
         proc.stdin.write(b"PUBLISHED\n")
@@ -516,12 +525,16 @@ async def measure(
 
 
 async def run_config(
-    args: argparse.Namespace, urls: list[str], backend: Backend, publish_env: dict[str, str]
+    args: argparse.Namespace,
+    urls: list[str],
+    backend: Backend,
+    publish_env: dict[str, str],
+    on_ready: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     settings = load_settings({"NEXTAUTH_SECRET": backend.secret, **publish_env})
     publisher = make_publisher(settings, timeout_s=SOCKET_TIMEOUT_S)
     try:
-        return await measure(args, urls, backend, publisher)
+        return await measure(args, urls, backend, publisher, on_ready)
     finally:
         await publisher.aclose()
 

@@ -47,16 +47,18 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from broadcast import (
     HEADER,
     Backend,
     create_bench_workspace,
     detail_line,
-    heads,
+    head_processes,
     interrupt_on_sigterm,
     raise_fd_limit,
     ratio_line,
@@ -78,6 +80,14 @@ READY_TIMEOUT_S = 30.0
 # -- the Node relay --------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Server:
+    """A server under test: where clients and the publisher go, and its process."""
+
+    url: str
+    pid: int
+
+
 def relay_port(log: Path) -> int | None:
     """The port the relay printed (`listening <port>`), once it has."""
     with contextlib.suppress(OSError):
@@ -95,8 +105,8 @@ def relay_ready(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def node_relay(workdir: Path) -> Iterator[str]:
-    """`node relay.js` on a port of its choosing; yields its URL, stops it on exit."""
+def node_relay(workdir: Path) -> Iterator[Server]:
+    """`node relay.js` on a port of its choosing, stopped on exit."""
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("node is not installed")
@@ -113,7 +123,7 @@ def node_relay(workdir: Path) -> Iterator[str]:
         wait_for(lambda: relay_port(log) is not None, "node relay", proc)
         url = f"http://127.0.0.1:{relay_port(log)}"
         wait_for(lambda: relay_ready(url), "node relay /readyz", proc)
-        yield url
+        yield Server(url, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -126,32 +136,57 @@ def node_relay(workdir: Path) -> Iterator[str]:
 # -- measurement -----------------------------------------------------------------------
 
 
-async def measure_one(
-    args: argparse.Namespace, url: str, backend: Backend
-) -> tuple[dict[str, Any], float]:
-    """One client process against `url`, events published to `url`; result and other load."""
+@dataclass
+class Measured:
+    """One client process against one server: its RESULT, the server's CPU seconds, and the
+    share of all CPUs other processes took meanwhile."""
+
+    result: dict[str, Any]
+    join_cpu_s: float
+    rest_cpu_s: float
+    other_load: float
+
+    def join_cpu_ms(self) -> float:
+        """Server CPU to connect and join one client."""
+        return self.join_cpu_s / max(self.result["joined"], 1) * 1000
+
+    def delivery_cpu_us(self) -> float:
+        """Server CPU per delivery, publishes and the clients' disconnects included."""
+        return self.rest_cpu_s / max(self.result["deliveries"], 1) * 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def measure_one(args: argparse.Namespace, server: Server, backend: Backend) -> Measured:
+    """One client process against `server`, events published to it."""
+    marks = [cpu_seconds(server.pid)]
     with CpuMeter() as meter:
-        result = await run_config(args, [url], backend, {"HEAD_URL": url})
-    return result, meter.foreign_load()
+        result = await run_config(
+            args, [server.url], backend, {"HEAD_URL": server.url},
+            on_ready=lambda: marks.append(cpu_seconds(server.pid)),
+        )  # fmt: skip
+    marks.append(cpu_seconds(server.pid))
+    return Measured(result, marks[1] - marks[0], marks[2] - marks[1], meter.foreign_load())
 
 
 async def run_rounds(
-    args: argparse.Namespace, backend: Backend, urls: dict[str, str]
-) -> list[dict[str, tuple[dict[str, Any], float]]]:
+    args: argparse.Namespace, backend: Backend, servers: dict[str, Server]
+) -> list[dict[str, Measured]]:
     """Each round measures both servers; odd rounds start with the relay."""
-    rounds: list[dict[str, tuple[dict[str, Any], float]]] = []
+    rounds: list[dict[str, Measured]] = []
     for index in range(args.rounds):
         order = [OURS, NODE] if index % 2 == 0 else [NODE, OURS]
-        rounds.append({name: await measure_one(args, urls[name], backend) for name in order})
+        rounds.append({name: await measure_one(args, servers[name], backend) for name in order})
     return rounds
 
 
 # -- output ----------------------------------------------------------------------------
 
 
-def print_report(
-    args: argparse.Namespace, rounds: list[dict[str, tuple[dict[str, Any], float]]]
-) -> None:
+def print_report(args: argparse.Namespace, rounds: list[dict[str, Measured]]) -> None:
     print(
         f"\n{args.clients} clients in one workspace room, {args.events} index:progress "
         f"events {args.interval_ms:g} ms apart; times in ms. Our head authenticates each "
@@ -160,18 +195,37 @@ def print_report(
     )
     print(f"{'round':<7}{HEADER}{'other load':>12}")
     for index, measured in enumerate(rounds, 1):
-        for name, (result, load) in measured.items():
-            print(f"{index:<7}{result_line(name, result)}{load:>12.0%}")
+        for name, m in measured.items():
+            print(f"{index:<7}{result_line(name, m.result)}{m.other_load:>12.0%}")
     for index, measured in enumerate(rounds, 1):
-        ours, node = measured[OURS][0], measured[NODE][0]
+        ours, node = measured[OURS].result, measured[NODE].result
         print(f"round {index}: {ratio_line(node, ours, label='ours / node')}")
+    print_cpu(rounds)
     for index, measured in enumerate(rounds, 1):
-        for name, (result, _) in measured.items():
-            print(f"round {index} {detail_line(name, result).lstrip()}")
+        for name, m in measured.items():
+            print(f"round {index} {detail_line(name, m.result).lstrip()}")
 
 
-def exact_and_joined(rounds: list[dict[str, tuple[dict[str, Any], float]]]) -> bool:
-    results = [result for measured in rounds for result, _ in measured.values()]
+def print_cpu(rounds: list[dict[str, Measured]]) -> None:
+    """Server CPU: much less sensitive to other load than latency is."""
+    print(
+        "server process CPU (less sensitive to other load than latency): per client to "
+        "connect and join; per delivery for publishing and fan-out (disconnects included)"
+    )
+    for index, measured in enumerate(rounds, 1):
+        ours, node = measured[OURS], measured[NODE]
+        cells = "; ".join(
+            f"{name.split(':')[0]} {m.join_cpu_ms():.2f} ms/join, "
+            f"{m.delivery_cpu_us():.0f} us/delivery"
+            for name, m in measured.items()
+        )
+        join = ours.join_cpu_ms() / max(node.join_cpu_ms(), 1e-9)
+        delivery = ours.delivery_cpu_us() / max(node.delivery_cpu_us(), 1e-9)
+        print(f"round {index}: {cells}; ours / node: join {join:.1f}x, delivery {delivery:.1f}x")
+
+
+def exact_and_joined(rounds: list[dict[str, Measured]]) -> bool:
+    results = [m.result for measured in rounds for m in measured.values()]
     exact = all(r["missing"] == 0 and r["duplicates"] == 0 for r in results)
     return exact and all(r["joined"] == r["clients"] for r in results)
 
@@ -187,9 +241,9 @@ def orchestrate(args: argparse.Namespace) -> int:
             db_name = f"bench_{uuid.uuid4().hex[:12]}"
             workspace_id = asyncio.run(create_bench_workspace(mongo.uri, db_name))
             backend = Backend(mongo.uri, db_name, secrets.token_urlsafe(32), workspace_id, workdir)
-            with heads(backend, 1, None) as head_urls, node_relay(workdir) as relay_url:
-                urls = {OURS: head_urls[0], NODE: relay_url}
-                rounds = asyncio.run(run_rounds(args, backend, urls))
+            with head_processes(backend, 1, None) as head, node_relay(workdir) as relay:
+                servers = {OURS: Server(head[0][0], head[0][1].pid), NODE: relay}
+                rounds = asyncio.run(run_rounds(args, backend, servers))
     except KeyboardInterrupt:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
