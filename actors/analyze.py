@@ -9,8 +9,15 @@ from typing import Any
 import ray
 from pymongo import UpdateOne
 
-from actors.layout import CHUNKS_PER_PAGE_LIMIT, blocks_from_dict, chunk_page, page_text
+from actors.layout import (
+    CHUNKS_PER_PAGE_LIMIT,
+    TextBlock,
+    blocks_from_dict,
+    chunk_page,
+    page_text,
+)
 from actors.pdf import OpenDocuments
+from actors.supervision import SupervisedActor
 from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase
 from core.errors import DocumentError
@@ -18,15 +25,22 @@ from core.settings import Settings
 
 # Text extraction flags: keep ligatures and whitespace as is, drop images from the dict.
 TEXT_FLAGS = 0
+# A dense real page holds about 10,000 characters. A few KB of PDF can draw millions of
+# glyphs: past this a page is refused, which also keeps its chunks under
+# CHUNKS_PER_PAGE_LIMIT (chunk numbers would run into the next page's) and its MongoDB
+# document far under the 16 MB BSON limit.
+MAX_PAGE_TEXT_CHARS = 1_000_000
 
 
-@ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3, max_concurrency=1)
-class AnalyzeActor:
-    """Analyze phase. Resources: half a CPU. Concurrency: one call at a time.
-    Retries: restarted and retried by Ray. Idempotency key: (document, page) for pages and
+@ray.remote(num_cpus=0.5, max_restarts=0, max_task_retries=0, max_concurrency=1)
+class AnalyzeActor(SupervisedActor):
+    """Analyze phase. Resources: half a CPU, and INDEXER_PARSER_MEMORY_MB of allocations.
+    Concurrency: one call at a time. Retries: replaced and retried by its SupervisedPool
+    (not by Ray, see actors/supervision.py). Idempotency key: (document, page) for pages and
     (document, chunkNo) for chunks, where chunkNo = page * 10,000 + index on the page."""
 
     def __init__(self, settings: Settings, aggregator: Any) -> None:
+        self._supervise(settings)
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
         self._documents = OpenDocuments()
         self._aggregator = aggregator
@@ -42,12 +56,14 @@ class AnalyzeActor:
         to_embed: list[dict[str, Any]] = []
         chunk_writes: list[UpdateOne] = []
         for page_no in page_nos:
-            try:
-                text_dict = document[page_no].get_text("dict", flags=TEXT_FLAGS)
-            except RuntimeError as exc:
-                raise DocumentError("analyze", f"page {page_no + 1}: {exc}") from None
-            blocks = blocks_from_dict(text_dict)
+            blocks = self._blocks(document, page_no)
             text = page_text(blocks)
+            if len(text) > MAX_PAGE_TEXT_CHARS:
+                raise DocumentError(
+                    "analyze",
+                    f"page {page_no + 1}: {len(text):,} characters of text; "
+                    f"the limit is {MAX_PAGE_TEXT_CHARS:,} a page",
+                )
             chunks = chunk_page(text, page_no)
             await db.pages.update_one(
                 {"documentId": document_id, "pageNo": page_no},
@@ -101,3 +117,11 @@ class AnalyzeActor:
         self._aggregator.record.remote("analyze", document_id, len(page_nos))
         self._metrics.phase_done("analyze", len(page_nos), time.monotonic() - started)
         return to_embed
+
+    def _blocks(self, document: Any, page_no: int) -> list[TextBlock]:
+        """The page's text blocks; MuPDF raises more than RuntimeError (FzErrorLimit for a
+        stack overflow, FzErrorSystem or MemoryError past the memory cap)."""
+        try:
+            return blocks_from_dict(document[page_no].get_text("dict", flags=TEXT_FLAGS))
+        except Exception as exc:
+            raise self.parse_error("analyze", f"page {page_no + 1}", exc) from None

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -19,6 +20,7 @@ from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 
 from actors.pdf import DOCUMENTS_BUCKET, open_pdf
+from actors.supervision import SupervisedActor
 from core.db import Document, LazyDatabase
 from core.errors import DocumentError
 from core.settings import Settings
@@ -29,6 +31,7 @@ PDF_MAGIC_WINDOW_BYTES = 1024
 PDF_EOF = b"%%EOF"
 PDF_EOF_WINDOW_BYTES = 2048
 HTTP_TIMEOUT_S = 30.0
+UNREADABLE_PAGES_LISTED = 10
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,15 @@ def check_pdf_bytes(data: bytes, max_bytes: int) -> None:
         raise DocumentError("fetch", "not a PDF: no %PDF- header")
 
 
-def inspect_pdf(data: bytes) -> tuple[int, str | None]:
+def inspect_pdf(data: bytes, max_pages: int) -> tuple[int, str | None]:
     """Page count and an optional warning; DocumentError when the PDF cannot be indexed.
 
     PyMuPDF opens a truncated or damaged file "repaired", often with blank pages: such a
     file with no text and no images at all is refused; one with content is indexed with a
-    warning (status `partial`). A file cut short (no `%%EOF` near its end) says so.
+    warning (status `partial`). A file cut short (no `%%EOF` near its end) says so. Pages
+    whose page object cannot be loaded (nested too deep, broken references) would come out
+    blank without a word from MuPDF: they are named in the warning, or fail the document
+    when no page is left. More than `max_pages` pages are refused before any page is read.
     """
     truncated = PDF_EOF not in data[-PDF_EOF_WINDOW_BYTES:]
     try:
@@ -72,25 +78,59 @@ def inspect_pdf(data: bytes) -> tuple[int, str | None]:
             raise DocumentError("fetch", "encrypted: a password is required to open it")
         if document.page_count == 0:
             raise DocumentError("fetch", "empty: the PDF has no pages")
-        if not document.is_repaired and not truncated:
-            return document.page_count, None
-        has_content = any(page.get_text().strip() or page.get_images() for page in document)
-        damage = "truncated" if truncated else "damaged"
-        if not has_content:
-            raise DocumentError("fetch", f"{damage}: repaired on open, no content left")
-        return document.page_count, f"{damage}: repaired on open; some pages may be missing"
+        if document.page_count > max_pages:
+            raise DocumentError(
+                "fetch",
+                f"too many pages: {document.page_count}; the limit is {max_pages} "
+                "(INDEXER_MAX_PAGES)",
+            )
+        warnings = [_repair_warning(document, truncated), _unreadable_pages_warning(document)]
+        return document.page_count, "; ".join(w for w in warnings if w) or None
     finally:
         document.close()
 
 
-@ray.remote(num_cpus=0, max_restarts=3, max_task_retries=3, max_concurrency=1)
-class FetchActor:
-    """Fetch phase. Resources: no CPU reservation (it waits on I/O; PDF checks are short).
-    Concurrency: one call at a time. Retries: restarted and retried by Ray.
+def _unreadable_pages_warning(document: Any) -> str | None:
+    """Names the pages whose page object MuPDF cannot load; fails when none can be."""
+    unreadable: list[int] = []
+    reason = ""
+    for number in range(document.page_count):
+        try:
+            document.xref_get_keys(document.page_xref(number))
+        except Exception as exc:  # FzErrorLimit "exception stack overflow!", broken objects
+            unreadable.append(number + 1)
+            reason = reason or str(exc)
+    if not unreadable:
+        return None
+    if len(unreadable) == document.page_count:
+        raise DocumentError("fetch", f"damaged: no page can be read ({reason})")
+    listed = ", ".join(str(n) for n in unreadable[:UNREADABLE_PAGES_LISTED])
+    more = len(unreadable) - UNREADABLE_PAGES_LISTED
+    listed += f" and {more} more" if more > 0 else ""
+    return f"damaged: pages {listed} cannot be read ({reason}); they are left blank"
+
+
+def _repair_warning(document: Any, truncated: bool) -> str | None:
+    """A repaired or truncated file is indexed with a warning if any content is left."""
+    if not document.is_repaired and not truncated:
+        return None
+    has_content = any(page.get_text().strip() or page.get_images() for page in document)
+    damage = "truncated" if truncated else "damaged"
+    if not has_content:
+        raise DocumentError("fetch", f"{damage}: repaired on open, no content left")
+    return f"{damage}: repaired on open; some pages may be missing"
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0, max_concurrency=1)
+class FetchActor(SupervisedActor):
+    """Fetch phase. Resources: no CPU reservation (it waits on I/O; PDF checks are short),
+    INDEXER_PARSER_MEMORY_MB of allocations. Concurrency: one call at a time. Retries:
+    replaced and retried by its SupervisedPool (not by Ray, see actors/supervision.py).
     Idempotency key: the document id (GridFS bytes are stored by sha256, so a retry reuses
     them)."""
 
     def __init__(self, settings: Settings, settings_hash: str) -> None:
+        self._supervise(settings)
         self._settings = settings
         self._settings_hash = settings_hash
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
@@ -105,12 +145,21 @@ class FetchActor:
             return FetchedDocument(
                 document_id, document["gridfsId"], sha256, document["pageCount"], skipped=True
             )
-        page_count, warning = inspect_pdf(data)
+        page_count, warning = self._inspect(data)
         gridfs_id = await self._store(document, data, sha256)
         await self._register(
             document["_id"], sha256, gridfs_id, page_count, warning, document.get("settingsHash")
         )
         return FetchedDocument(document_id, gridfs_id, sha256, page_count, False, warning)
+
+    def _inspect(self, data: bytes) -> tuple[int, str | None]:
+        """inspect_pdf, with what MuPDF raises besides DocumentError made one too."""
+        try:
+            return inspect_pdf(data, self._settings.max_pages)
+        except DocumentError:
+            raise
+        except Exception as exc:
+            raise self.parse_error("fetch", "cannot be read", exc) from None
 
     def _unchanged(self, document: Document, sha256: str) -> bool:
         # `indexedSha256` is set only when every page of that version was indexed.

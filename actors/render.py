@@ -11,9 +11,9 @@ import ray
 from gridfs import AsyncGridFSBucket
 
 from actors.pdf import PAGES_BUCKET, OpenDocuments
+from actors.supervision import SupervisedActor
 from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase
-from core.errors import DocumentError
 from core.settings import Settings
 
 # A 20,000 x 20,000 pt page at 72 dpi would be a 1.2 GB pixmap: previews are capped.
@@ -28,13 +28,15 @@ def preview_dpi(width_pt: float, height_pt: float, dpi: int) -> int:
     return max(1, int(dpi * math.sqrt(MAX_PREVIEW_PIXELS / pixels)))
 
 
-@ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3, max_concurrency=1)
-class RenderActor:
-    """Render phase. Resources: half a CPU. Concurrency: one call at a time.
-    Retries: restarted and retried by Ray. Idempotency key: (document, page); the preview's
+@ray.remote(num_cpus=0.5, max_restarts=0, max_task_retries=0, max_concurrency=1)
+class RenderActor(SupervisedActor):
+    """Render phase. Resources: half a CPU, and INDEXER_PARSER_MEMORY_MB of allocations.
+    Concurrency: one call at a time. Retries: replaced and retried by its SupervisedPool
+    (not by Ray, see actors/supervision.py). Idempotency key: (document, page); the preview's
     GridFS file is named `{document}/{sha256}/{dpi}/{page}.png` and reused when present."""
 
     def __init__(self, settings: Settings, aggregator: Any) -> None:
+        self._supervise(settings)
         self._dpi = settings.render_dpi
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
         self._documents = OpenDocuments()
@@ -80,13 +82,14 @@ class RenderActor:
         existing = await files.find_one({"filename": filename}, {"_id": 1, "metadata": 1})
         if existing is not None:  # a retried call: the preview is already stored
             return {"fileId": existing["_id"], **existing.get("metadata", {})}
-        page = document[page_no]
-        dpi = preview_dpi(page.rect.width, page.rect.height, self._dpi)
-        try:
+        try:  # MuPDF raises more than RuntimeError (FzErrorLimit, FzErrorSystem, MemoryError)
+            page = document[page_no]
+            dpi = preview_dpi(page.rect.width, page.rect.height, self._dpi)
             pixmap = page.get_pixmap(dpi=dpi)
             png = pixmap.tobytes("png")
-        except RuntimeError as exc:
-            raise DocumentError("render", f"page {page_no + 1} cannot be rendered: {exc}") from None
+        except Exception as exc:
+            where = f"page {page_no + 1} cannot be rendered"
+            raise self.parse_error("render", where, exc) from None
         metadata = {"width": pixmap.width, "height": pixmap.height, "dpi": dpi}
         file_id = await bucket.upload_from_stream(filename, png, metadata=metadata)
         return {"fileId": file_id, **metadata}

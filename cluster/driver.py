@@ -22,15 +22,16 @@ import ray
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
+from ray.exceptions import RayActorError
 
-from actors.analyze import AnalyzeActor
 from actors.embed_pool import embed_pool
-from actors.fetch import FetchActor, FetchedDocument
+from actors.fetch import FetchedDocument
 from actors.layout import CHUNK_OVERLAP_WORDS, CHUNK_WORDS
 from actors.ontology import OntologyActor
+from actors.parser_pools import parser_pools
 from actors.pool import PAGE_BATCH, ActorPool, PoolPlan, plan_pools
 from actors.progress import ProgressAggregator
-from actors.render import RenderActor
+from actors.supervision import SupervisedPool, pages_label
 from cluster.ray_runtime import cluster_size
 from core.db import Document, ensure_indexes, open_client, require_uri
 from core.errors import DocumentError, RunError
@@ -75,9 +76,9 @@ class RunSummary:
 class RunActors:
     """The actors of one run; handed to `on_start` so callers can watch (or test) them."""
 
-    fetch: ActorPool
-    render: ActorPool
-    analyze: ActorPool
+    fetch: SupervisedPool
+    render: SupervisedPool
+    analyze: SupervisedPool
     embed: ActorPool
     ontology: Any
     aggregator: Any
@@ -110,23 +111,11 @@ class _PhaseClock:
 
 def create_pools(settings: Settings, workspace_id: str, plan: PoolPlan) -> RunActors:
     aggregator = ProgressAggregator.remote(settings, workspace_id)
-    fingerprint = settings_hash(settings)
+    fetch, render, analyze = parser_pools(settings, plan, settings_hash(settings), aggregator)
     return RunActors(
-        fetch=ActorPool(
-            [FetchActor.remote(settings, fingerprint) for _ in range(plan.fetch_actors)]
-        ),
-        render=ActorPool(
-            [
-                RenderActor.options(num_cpus=plan.render_cpus).remote(settings, aggregator)
-                for _ in range(plan.render_actors)
-            ]
-        ),
-        analyze=ActorPool(
-            [
-                AnalyzeActor.options(num_cpus=plan.analyze_cpus).remote(settings, aggregator)
-                for _ in range(plan.analyze_actors)
-            ]
-        ),
+        fetch=fetch,
+        render=render,
+        analyze=analyze,
         embed=ActorPool(embed_pool(settings, plan)),
         ontology=OntologyActor.options(num_cpus=plan.ontology_cpus).remote(settings),
         aggregator=aggregator,
@@ -265,6 +254,13 @@ class IndexRun:
             chunks = await self._timed("analyze", self._pools.analyze.call("analyze", *args))
             embed_args = (self._settings.mongodb_db, self._pools.aggregator, fetched.document_id)
             await self._timed("embed", self._pools.embed.call("embed", *embed_args, pages, chunks))
+        except RayActorError:  # an embed actor died and Ray's retries are spent
+            error = DocumentError("embed", f"{pages_label(pages)}: the embed actor died")
+            await self._document_failed(fetched.document_id, error)
+            raise error from None
+        except DocumentError as exc:  # fail now: no more batches of it are started
+            await self._document_failed(fetched.document_id, exc)
+            raise
         finally:
             self._in_flight.release()
 

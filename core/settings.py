@@ -73,6 +73,11 @@ class Settings:
     max_document_bytes: int = 200 * 1024 * 1024
     render_dpi: int = 72
     embed_idle_s: int = 600
+    max_pages: int = 2000
+    parser_timeout_s: int = 120
+    parser_memory_mb: int = 2048
+    parser_recycle_documents: int = 100
+    parser_recycle_rss_mb: int = 1024
 
     def require_nextauth_secret(self) -> Secret:
         """Return NEXTAUTH_SECRET or fail with a one-line error naming it."""
@@ -163,4 +168,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_document_bytes=_int(environ, "INDEXER_MAX_DOCUMENT_BYTES", 200 * 1024 * 1024),
         render_dpi=_int(environ, "INDEXER_RENDER_DPI", 72, minimum=18),
         embed_idle_s=_int(environ, "INDEXER_EMBED_IDLE_S", 600, minimum=0),
+        max_pages=_int(environ, "INDEXER_MAX_PAGES", 2000),
+        parser_timeout_s=_int(environ, "INDEXER_PARSER_TIMEOUT_S", 120),
+        parser_memory_mb=_int(environ, "INDEXER_PARSER_MEMORY_MB", 2048, minimum=16),
+        parser_recycle_documents=_int(environ, "INDEXER_PARSER_RECYCLE_DOCUMENTS", 100),
+        parser_recycle_rss_mb=_int(environ, "INDEXER_PARSER_RECYCLE_RSS_MB", 1024, minimum=16),
     )

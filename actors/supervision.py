@@ -1,0 +1,364 @@
+"""Supervised parser pools: fetch, render and analyze actors that hang, die or grow are
+replaced, and the document that caused it fails alone.
+
+Parsers run MuPDF over untrusted bytes, so one page can take minutes, crash its process or
+make it grow. The driver calls them through a `SupervisedPool` (same `call(method, *args)`
+as `actors.pool.ActorPool`), which:
+
+- **times each call** from the moment the actor starts on it (calls queued behind another
+  call on the same actor do not count the wait): a call over `INDEXER_PARSER_TIMEOUT_S`
+  fails its document with a clear error, and the stuck actor is killed and replaced, so it
+  does not hold the pool;
+- **replaces actors that die** (a crash, the kernel's or Ray's OOM killer) and retries their
+  calls on the replacement. Only the call that was running when an actor died is to blame:
+  calls queued behind it are retried without blame, and a call that was running when two
+  actors died fails its document. Ray's own restarts and retries are off for these actors
+  (`max_restarts=0`), so blame is decided in one place;
+- **recycles** actors after `INDEXER_PARSER_RECYCLE_DOCUMENTS` documents or once their RSS
+  (reported with each result) is above `INDEXER_PARSER_RECYCLE_RSS_MB`: MuPDF keeps caches
+  and fragments the heap in long-lived processes. A retiring actor takes no new calls, its
+  replacement is started at once, and it is killed when its calls in flight have ended.
+
+The actor side is `SupervisedActor`, mixed into the parser actors: a readiness probe, the
+measured call wrapper, and the memory cap of `actors.memory`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from actors.memory import MIB, cap_allocations, is_out_of_memory, rss_bytes
+from actors.pdf import load_pymupdf
+from actors.pool import SLOTS_PER_ACTOR
+from core.errors import DocumentError, RunError
+from core.settings import Settings
+
+# A call that was running when this many actors died fails its document.
+STRIKES_TO_FAIL = 2
+# Calls that were only queued on dying actors are retried, but not forever.
+MAX_ATTEMPTS = 6
+HISTORY_KEPT = 10_000
+
+
+@dataclass(frozen=True)
+class ParserLimits:
+    """The limits a supervised pool enforces, from the settings."""
+
+    timeout_s: float
+    recycle_documents: int
+    recycle_rss_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ParserLimits:
+        return cls(
+            timeout_s=float(settings.parser_timeout_s),
+            recycle_documents=settings.parser_recycle_documents,
+            recycle_rss_bytes=settings.parser_recycle_rss_mb * MIB,
+        )
+
+
+@dataclass(frozen=True)
+class Recycle:
+    """One actor retired by the pool, and why: what the memory benchmark plots."""
+
+    phase: str
+    reason: str
+    rss_bytes: int
+    documents: int
+    at: float
+
+
+@dataclass(eq=False)
+class _Member:
+    """One actor of the pool and what the pool knows about it."""
+
+    handle: Any
+    ready: Any  # ObjectRef of `ready()`: the actor is constructed and has imported MuPDF
+    tail: asyncio.Future[None] | None = None  # ends when the last call sent to it has ended
+    documents: set[str] = field(default_factory=set)
+    in_flight: int = 0
+    retired: bool = False  # takes no new calls
+    killed: bool = False  # killed by the pool: calls that die with it are not to blame
+    dead: bool = False
+    crashed_by: object | None = None  # the call that was running when it died on its own
+    last_rss: int = 0
+    running: str | None = None  # the document of the call it is running now
+    number: int = 0  # 1, 2, ... in the order the pool started its actors
+
+
+class _ActorDied(Exception):
+    """A call's actor died under it; `blamed` when the call was the one running."""
+
+    def __init__(self, blamed: bool) -> None:
+        super().__init__(blamed)
+        self.blamed = blamed
+
+
+class SupervisedPool:
+    """Parser actors with time limits, replacement of dead actors and recycling.
+
+    Args:
+        phase: the phase named in errors (`fetch`, `render`, `analyze`).
+        spawn: creates one actor (a `SupervisedActor`) with its resources and arguments.
+        size: how many actors the pool keeps.
+        document_of: the document a call's arguments belong to (recycling counts these).
+        describe: what a call's arguments cover, for errors ("pages 5-8", "the document").
+    """
+
+    def __init__(
+        self,
+        phase: str,
+        spawn: Callable[[], Any],
+        size: int,
+        limits: ParserLimits,
+        *,
+        document_of: Callable[[tuple[Any, ...]], str],
+        describe: Callable[[tuple[Any, ...]], str],
+    ) -> None:
+        self.phase = phase
+        self.limits = limits
+        self.recycles: list[Recycle] = []
+        # (time, actor number, RSS) after each call: the memory curve of the pool's actors
+        self.history: deque[tuple[float, int, int]] = deque(maxlen=HISTORY_KEPT)
+        self._started = 0
+        self.replaced_after_death = 0
+        self.replaced_after_timeout = 0
+        self._spawn = spawn
+        self._document_of = document_of
+        self._describe = describe
+        self._idle: asyncio.Queue[_Member] = asyncio.Queue()
+        self._members: list[_Member] = []
+        self._watchers: list[asyncio.Future[None]] = []
+        for _ in range(size):
+            self._add_member()
+
+    @property
+    def actors(self) -> list[Any]:
+        """Handles of the actors alive now, retiring ones included (the driver kills them
+        at the end of the run)."""
+        return [m.handle for m in self._members if not m.dead]
+
+    @property
+    def started(self) -> int:
+        """How many actors the pool has started, replacements included."""
+        return self._started
+
+    def rss_bytes(self) -> list[int]:
+        """The RSS each live actor reported with its last result (0: no result yet)."""
+        return [m.last_rss for m in self._members if not m.dead]
+
+    def running(self, document: str) -> list[Any]:
+        """Handles of the actors running a call for `document` now."""
+        return [m.handle for m in self._members if m.running == document and not m.dead]
+
+    async def running_on(self, document: str, *, besides: Collection[Any] = ()) -> Any:
+        """The first actor, not in `besides`, seen running a call for `document`: what
+        tests kill, as a crash or the OOM killer would."""
+        while True:
+            handles = [h for h in self.running(document) if h not in besides]
+            if handles:
+                return handles[0]
+            changed = asyncio.get_running_loop().create_future()
+            self._watchers.append(changed)
+            await changed
+
+    def _set_running(self, member: _Member, document: str | None) -> None:
+        member.running = document
+        for watcher in self._watchers:
+            if not watcher.done():
+                watcher.set_result(None)
+        self._watchers.clear()
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """Call `method` on a free actor; DocumentError when the call fails its document."""
+        document = self._document_of(args)
+        strikes = 0
+        for _ in range(MAX_ATTEMPTS):
+            member = await self._take(document)
+            try:
+                return await self._call_on(member, method, args)
+            except _ActorDied as died:
+                strikes += died.blamed
+                if strikes >= STRIKES_TO_FAIL:
+                    raise self._error(
+                        args,
+                        f"the {self.phase} actor died while on them, {strikes} times "
+                        "(a crash, or the node's out-of-memory killer)",
+                    ) from None
+            finally:
+                self._give_back(member)
+        raise self._error(args, f"gave up after {MAX_ATTEMPTS} {self.phase} actors died")
+
+    async def _take(self, document: str) -> _Member:
+        while True:
+            member = await self._idle.get()
+            if member.retired:
+                continue  # a slot of an actor that left
+            if document not in member.documents and (
+                len(member.documents) >= self.limits.recycle_documents
+            ):
+                self._retire(member, "documents")
+                continue
+            member.documents.add(document)
+            member.in_flight += 1
+            return member
+
+    def _give_back(self, member: _Member) -> None:
+        member.in_flight -= 1
+        if not member.retired:
+            self._idle.put_nowait(member)
+        elif member.in_flight == 0:
+            self._kill(member)
+
+    async def _call_on(self, member: _Member, method: str, args: tuple[Any, ...]) -> Any:
+        previous = member.tail
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        member.tail = mine
+        ref = member.handle.measured.remote(method, *args)
+        try:
+            await self._turn(member, previous, mine)
+            self._set_running(member, self._document_of(args))
+            try:
+                value, rss = await asyncio.wait_for(_as_future(ref), self.limits.timeout_s)
+            except TimeoutError:
+                self._replace(member, after="timeout")
+                raise self._error(
+                    args,
+                    f"took longer than {self.limits.timeout_s:g} s "
+                    f"(INDEXER_PARSER_TIMEOUT_S); the {self.phase} actor was replaced",
+                ) from None
+            except RayActorError:
+                raise self._died(member, mine) from None
+        finally:
+            self._set_running(member, None)
+            mine.set_result(None)
+        member.last_rss = rss
+        self.history.append((time.time(), member.number, rss))
+        if rss > self.limits.recycle_rss_bytes and not member.retired:
+            self._retire(member, "rss")
+        return value
+
+    async def _turn(
+        self, member: _Member, previous: asyncio.Future[None] | None, call: object
+    ) -> None:
+        """Wait until the actor is free for this call: started, and done with earlier calls.
+        The first call sent to an actor runs right after `ready`; if the actor dies before
+        the answer to `ready` is out, that call may be what killed it."""
+        if previous is not None:
+            await previous
+            return
+        try:
+            await member.ready
+        except RayActorError as exc:
+            if "creation task" not in str(exc):
+                raise self._died(member, call) from None
+            # The constructor raised: settings or environment, not the document's fault.
+            member.killed = True
+            if not member.dead:
+                self._replace(member, after="death")
+            raise RunError(self.phase, f"the {self.phase} actor cannot start: {exc}") from None
+
+    def _died(self, member: _Member, call: object | None) -> _ActorDied:
+        """Whom to blame: the first call to see a death it did not cause ran into it."""
+        if member.killed:
+            return _ActorDied(blamed=False)
+        if not member.dead:
+            member.crashed_by = call
+            self._replace(member, after="death")
+        return _ActorDied(blamed=call is not None and member.crashed_by is call)
+
+    def _replace(self, member: _Member, *, after: str) -> None:
+        """Take an actor out now (it hangs or died) and start its replacement."""
+        member.retired = True
+        if after == "timeout":
+            self.replaced_after_timeout += 1
+            self._kill(member)
+        else:
+            self.replaced_after_death += 1
+            member.dead = True
+            self._members.remove(member)
+        self._add_member()
+
+    def _retire(self, member: _Member, reason: str) -> None:
+        """Recycle: no new calls; killed once its calls in flight have ended."""
+        member.retired = True
+        self.recycles.append(
+            Recycle(self.phase, reason, member.last_rss, len(member.documents), time.time())
+        )
+        self._add_member()
+        if member.in_flight == 0:
+            self._kill(member)
+
+    def _kill(self, member: _Member) -> None:
+        member.killed = True
+        if not member.dead:
+            member.dead = True
+            ray.kill(member.handle, no_restart=True)
+        if member in self._members:
+            self._members.remove(member)
+
+    def _add_member(self) -> None:
+        handle = self._spawn()
+        self._started += 1
+        member = _Member(handle=handle, ready=handle.ready.remote(), number=self._started)
+        self._members.append(member)
+        for _ in range(SLOTS_PER_ACTOR):
+            self._idle.put_nowait(member)
+
+    def _error(self, args: tuple[Any, ...], what: str) -> DocumentError:
+        return DocumentError(self.phase, f"{self._describe(args)}: {what}")
+
+
+def _as_future(ref: Any) -> asyncio.Future[Any]:
+    """An asyncio future of an ObjectRef; its error is consumed even when nobody waits any
+    more (a timed-out call), so Ray does not report it as unhandled."""
+    future: asyncio.Future[Any] = asyncio.wrap_future(ref.future())
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
+
+
+def pages_label(page_nos: list[int]) -> str:
+    """1-based page numbers as people say them: `page 3`, `pages 5-8`."""
+    first, last = min(page_nos) + 1, max(page_nos) + 1
+    return f"page {first}" if first == last else f"pages {first}-{last}"
+
+
+class SupervisedActor:
+    """Mixed into the parser actors: what a SupervisedPool calls, and the memory cap."""
+
+    _memory_mb: int = 0
+
+    def _supervise(self, settings: Settings) -> None:
+        """Cap what the process may allocate from now on. MuPDF is imported first so its
+        footprint counts as the actor's own, not as the pages' budget."""
+        load_pymupdf()
+        self._memory_mb = settings.parser_memory_mb
+        cap_allocations(settings.parser_memory_mb * MIB)
+
+    async def ready(self) -> int:
+        """Readiness probe: answers once the constructor ran; the process id, for tests."""
+        return os.getpid()
+
+    async def measured(self, method: str, *args: Any) -> tuple[Any, int]:
+        """Run `method` and report this process's RSS with its result (for recycling)."""
+        value = await getattr(self, method)(*args)
+        return value, rss_bytes()
+
+    def parse_error(self, phase: str, where: str, exc: BaseException) -> DocumentError:
+        """A DocumentError for an exception MuPDF (or Python) raised on a document."""
+        if is_out_of_memory(exc):
+            return DocumentError(
+                phase,
+                f"{where}: out of memory: it needs more than the {self._memory_mb} MiB a "
+                "parser may allocate (INDEXER_PARSER_MEMORY_MB)",
+            )
+        return DocumentError(phase, f"{where}: {type(exc).__name__}: {exc}")
