@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import ray
 import socketio
+from pymongo import MongoClient
 
 from cluster.documents import add_document
 from cluster.driver import RunActors, run_index
@@ -33,8 +34,6 @@ from core.settings import Secret, Settings
 from core.workspaces import create_workspace
 from tests.conftest import SERVICE_TIMEOUT_S, unstamped, wait_until
 from tests.pdf_fixtures import good_pdfs
-
-pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 PAGES = [4, 4, 4]
 RUN_TIMEOUT_S = 240.0
@@ -305,6 +304,7 @@ def port_refuses(port: int) -> bool:
 # -- 1. the head is SIGKILLed mid-run ---------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_head_killed_mid_run(
     local_ray, pdfs, settings, db, head_processes, session_cookie, connect_client
 ) -> None:
@@ -464,6 +464,7 @@ async def kill_and_restart(server: EmbeddedMongo, outage_s: float, run: Any) -> 
     return restarted
 
 
+@pytest.mark.slow
 async def test_mongodb_restarted_at_once_the_run_resumes(
     local_ray, pdfs, settings, disk_mongo, start_head, session_cookie, connect_client
 ) -> None:
@@ -507,6 +508,7 @@ async def test_mongodb_restarted_at_once_the_run_resumes(
             restarted.stop()
 
 
+@pytest.mark.slow
 async def test_mongodb_down_longer_than_a_run_waits(
     local_ray, pdfs, settings, disk_mongo, start_head, session_cookie, connect_client
 ) -> None:
@@ -568,3 +570,29 @@ async def test_mongodb_down_longer_than_a_run_waits(
         await client.close()
         if restarted is not None:
             restarted.stop()
+
+
+def test_crashed_embedded_server_takes_its_port_back_unless_taken(tmp_path: Path) -> None:
+    """Processes holding a crashed server's URI reconnect when it is started again: it takes
+    its old port back; when something else took the port meanwhile, it starts on another."""
+    data_dir = tmp_path / "mongo"
+    with EmbeddedMongo(data_dir) as first:
+        port = int(first.uri.rsplit(":", 1)[1].strip("/"))
+        os.kill(first.pid, signal.SIGKILL)
+        wait_until(lambda: port_refuses(port), 10, "the server to die")
+        with EmbeddedMongo(data_dir) as second:
+            assert second.started_here
+            assert second.uri == first.uri
+            os.kill(second.pid, signal.SIGKILL)
+            wait_until(lambda: port_refuses(port), 10, "the server to die")
+            with socket.socket() as squatter:
+                # another program listens there now (the dead server's connections linger
+                # in TIME_WAIT: SO_REUSEADDR, as any server binds)
+                squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                squatter.bind(("127.0.0.1", port))
+                squatter.listen()
+                with EmbeddedMongo(data_dir) as third:
+                    assert third.started_here
+                    assert third.uri != first.uri
+                    with MongoClient(third.uri, serverSelectionTimeoutMS=5_000) as probe:
+                        assert probe.admin.command("ping")["ok"] == 1
