@@ -54,6 +54,13 @@ def settings_hash(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def expected_size(document: Document) -> tuple[int, int]:
+    """Longest first: its page batches enter the pools' rotation earliest, so a 1,000-page
+    document is not still alone at the end of a run. Pages when a past fetch counted them,
+    else bytes (an unfetched document counts no pages)."""
+    return int(document.get("pageCount") or 0), int(document.get("bytes") or 0)
+
+
 @dataclass
 class RunSummary:
     """What the CLI prints at the end and the `jobs` document records."""
@@ -152,6 +159,7 @@ class IndexRun:
         the job had already ended (cancelled meanwhile), no last event is sent."""
         started = time.monotonic()
         documents = await self._db.documents.find({"workspaceId": self._workspace_id}).to_list()
+        documents.sort(key=expected_size, reverse=True)
         aggregator = self._pools.aggregator
         await aggregator.start.remote(len(documents))
         try:
