@@ -107,7 +107,8 @@ def _unreadable_pages_warning(document: Any) -> str | None:
     listed = ", ".join(str(n) for n in unreadable[:UNREADABLE_PAGES_LISTED])
     more = len(unreadable) - UNREADABLE_PAGES_LISTED
     listed += f" and {more} more" if more > 0 else ""
-    return f"damaged: pages {listed} cannot be read ({reason}); they are left blank"
+    pages, are = ("page", "is") if len(unreadable) == 1 else ("pages", "are")
+    return f"damaged: {pages} {listed} cannot be read ({reason}) and {are} left blank"
 
 
 def _repair_warning(document: Any, truncated: bool) -> str | None:

@@ -286,6 +286,8 @@ class SupervisedPool:
             self.replaced_after_death += 1
             member.dead = True
             self._members.remove(member)
+            # An actor Ray only reported unreachable may still run: it must not linger.
+            ray.kill(member.handle, no_restart=True)
         self._add_member()
 
     def _retire(self, member: _Member, reason: str) -> None:

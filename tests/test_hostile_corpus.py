@@ -110,6 +110,29 @@ def test_a_thousand_pages_pass_and_the_limit_is_named(tmp_path: Path) -> None:
         inspect_pdf(_text_pdf(pages=1000), max_pages=999)
 
 
+def test_pages_that_cannot_be_loaded_are_named() -> None:
+    """Page 2 of 2 is nested too deep to load: MuPDF would show it blank, silently."""
+    from tests.pdf_fixtures import HELVETICA, TEXT, raw_pdf
+
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
+    page += b"/Resources << /Font << /F1 4 0 R >> >> %s >>"
+    nested = b"/Deep " + b"[" * 100_000 + b"]" * 100_000
+    data = raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [5 0 R 6 0 R] /Count 2 >>",
+            b"<< /Length %d >>\nstream\n%s\nendstream" % (len(TEXT), TEXT),
+            HELVETICA,
+            page % b"",
+            page % nested,
+        ]
+    )
+    assert inspect_pdf(data, max_pages=10) == (
+        2,
+        "damaged: page 2 cannot be read (code=5: exception stack overflow!) and is left blank",
+    )
+
+
 def test_labels_and_out_of_memory_detection() -> None:
     assert pages_label([4, 5, 6, 7]) == "pages 5-8"
     assert pages_label([0]) == "page 1"
