@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from pymongo import UpdateOne
 
 from actors.layout import (
     CHUNKS_PER_PAGE_LIMIT,
+    Chunk,
     TextBlock,
     blocks_from_dict,
     chunk_page,
@@ -49,74 +51,48 @@ class AnalyzeActor(SupervisedActor):
     async def analyze(
         self, workspace_id: str, document_id: str, gridfs_id: str, sha256: str, page_nos: list[int]
     ) -> list[dict[str, Any]]:
-        """Write pages' layout and chunks; return the chunks to embed."""
+        """Write pages' layout and chunks; return the chunks to embed.
+
+        The batch is parsed first, then written in three round trips (stale chunk tails,
+        pages, chunks: a chunk never exists without its page), not three per page.
+        """
         started = time.monotonic()
         db = self._db.get()
         document = await self._documents.get(db, gridfs_id)
-        to_embed: list[dict[str, Any]] = []
-        chunk_writes: list[UpdateOne] = []
-        for page_no in page_nos:
-            blocks = self._blocks(document, page_no)
-            text = page_text(blocks)
-            if len(text) > MAX_PAGE_TEXT_CHARS:
-                raise DocumentError(
-                    "analyze",
-                    f"page {page_no + 1}: {len(text):,} characters of text; "
-                    f"the limit is {MAX_PAGE_TEXT_CHARS:,} a page",
-                )
-            chunks = chunk_page(text, page_no)
-            await db.pages.update_one(
-                {"documentId": document_id, "pageNo": page_no},
-                {
-                    "$set": {
-                        "workspaceId": workspace_id,
-                        "sha256": sha256,
-                        "text": text,
-                        "blocks": [b.as_document() for b in blocks],
-                        "headings": [b.text for b in blocks if b.heading],
-                        "chunkCount": len(chunks),
-                        "analyzedAt": datetime.now(UTC),
-                    },
-                    "$setOnInsert": {"done": False},
-                },
-                upsert=True,
-            )
-            # A re-analysis that yields fewer chunks must not leave the old tail behind.
-            await db.chunks.delete_many(
-                {
-                    "documentId": document_id,
-                    "chunkNo": {
-                        "$gte": page_no * CHUNKS_PER_PAGE_LIMIT + len(chunks),
-                        "$lt": (page_no + 1) * CHUNKS_PER_PAGE_LIMIT,
-                    },
-                }
-            )
-            for chunk in chunks:
-                chunk_writes.append(
-                    UpdateOne(
-                        {"documentId": document_id, "chunkNo": chunk.chunk_no},
-                        {
-                            "$set": {
-                                "workspaceId": workspace_id,
-                                "sha256": sha256,
-                                "pageNo": page_no,
-                                "pages": [page_no],
-                                "start": chunk.start,
-                                "end": chunk.end,
-                                "text": chunk.text,
-                            }
-                        },
-                        upsert=True,
-                    )
-                )
-                to_embed.append(
-                    {"documentId": document_id, "chunkNo": chunk.chunk_no, "text": chunk.text}
-                )
+        pages = [self._page(document, page_no) for page_no in page_nos]
+        stamp = {"workspaceId": workspace_id, "sha256": sha256}
+        # A re-analysis that yields fewer chunks must not leave the old tail behind.
+        await db.chunks.delete_many(
+            {"documentId": document_id, "$or": [_stale_tail(p) for p in pages]}
+        )
+        await db.pages.bulk_write(
+            [_page_write(document_id, stamp, page) for page in pages], ordered=False
+        )
+        chunk_writes = [
+            _chunk_write(document_id, stamp, page.page_no, chunk)
+            for page in pages
+            for chunk in page.chunks
+        ]
         if chunk_writes:
             await db.chunks.bulk_write(chunk_writes, ordered=False)
         self._aggregator.record.remote("analyze", document_id, len(page_nos))
         self._metrics.phase_done("analyze", len(page_nos), time.monotonic() - started)
-        return to_embed
+        return [
+            {"documentId": document_id, "chunkNo": chunk.chunk_no, "text": chunk.text}
+            for page in pages
+            for chunk in page.chunks
+        ]
+
+    def _page(self, document: Any, page_no: int) -> AnalyzedPage:
+        blocks = self._blocks(document, page_no)
+        text = page_text(blocks)
+        if len(text) > MAX_PAGE_TEXT_CHARS:
+            raise DocumentError(
+                "analyze",
+                f"page {page_no + 1}: {len(text):,} characters of text; "
+                f"the limit is {MAX_PAGE_TEXT_CHARS:,} a page",
+            )
+        return AnalyzedPage(page_no, blocks, text, chunk_page(text, page_no))
 
     def _blocks(self, document: Any, page_no: int) -> list[TextBlock]:
         """The page's text blocks; MuPDF raises more than RuntimeError (FzErrorLimit for a
@@ -125,3 +101,54 @@ class AnalyzeActor(SupervisedActor):
             return blocks_from_dict(document[page_no].get_text("dict", flags=TEXT_FLAGS))
         except Exception as exc:
             raise self.parse_error("analyze", f"page {page_no + 1}", exc) from None
+
+
+@dataclass(frozen=True)
+class AnalyzedPage:
+    """One page's layout and chunks, between parsing and writing."""
+
+    page_no: int
+    blocks: list[TextBlock]
+    text: str
+    chunks: list[Chunk]
+
+
+def _stale_tail(page: AnalyzedPage) -> dict[str, Any]:
+    """Chunk numbers of the page past its new last chunk."""
+    first = page.page_no * CHUNKS_PER_PAGE_LIMIT
+    return {"chunkNo": {"$gte": first + len(page.chunks), "$lt": first + CHUNKS_PER_PAGE_LIMIT}}
+
+
+def _page_write(document_id: str, stamp: dict[str, str], page: AnalyzedPage) -> UpdateOne:
+    return UpdateOne(
+        {"documentId": document_id, "pageNo": page.page_no},
+        {
+            "$set": {
+                **stamp,
+                "text": page.text,
+                "blocks": [b.as_document() for b in page.blocks],
+                "headings": [b.text for b in page.blocks if b.heading],
+                "chunkCount": len(page.chunks),
+                "analyzedAt": datetime.now(UTC),
+            },
+            "$setOnInsert": {"done": False},
+        },
+        upsert=True,
+    )
+
+
+def _chunk_write(document_id: str, stamp: dict[str, str], page_no: int, chunk: Chunk) -> UpdateOne:
+    return UpdateOne(
+        {"documentId": document_id, "chunkNo": chunk.chunk_no},
+        {
+            "$set": {
+                **stamp,
+                "pageNo": page_no,
+                "pages": [page_no],
+                "start": chunk.start,
+                "end": chunk.end,
+                "text": chunk.text,
+            }
+        },
+        upsert=True,
+    )

@@ -9,11 +9,13 @@ from typing import Any
 
 import ray
 from gridfs import AsyncGridFSBucket
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.pdf import PAGES_BUCKET, OpenDocuments
 from actors.supervision import SupervisedActor
 from actors.telemetry import PipelineMetrics
-from core.db import LazyDatabase
+from core.db import Document, LazyDatabase
 from core.settings import Settings
 
 # A 20,000 x 20,000 pt page at 72 dpi would be a 1.2 GB pixmap: previews are capped.
@@ -46,42 +48,52 @@ class RenderActor(SupervisedActor):
     async def render(
         self, workspace_id: str, document_id: str, gridfs_id: str, sha256: str, page_nos: list[int]
     ) -> list[int]:
+        """Store a preview of each page and point its page document at it: one lookup of the
+        batch's stored previews and one bulk write of its pages, besides the uploads."""
         started = time.monotonic()
         db = self._db.get()
         document = await self._documents.get(db, gridfs_id)
+        names = {page_no: self._filename(document_id, sha256, page_no) for page_no in page_nos}
+        stored = await self._stored_previews(db, list(names.values()))
         bucket = AsyncGridFSBucket(db, bucket_name=PAGES_BUCKET)
-        for page_no in page_nos:
-            image = await self._render_page(bucket, document, document_id, sha256, page_no)
-            await db.pages.update_one(
-                {"documentId": document_id, "pageNo": page_no},
-                {
-                    "$set": {
-                        "workspaceId": workspace_id,
-                        "sha256": sha256,
-                        "image": image,
-                        "renderedAt": datetime.now(UTC),
+        writes = []
+        for page_no, filename in names.items():
+            image = stored.get(filename)  # a retried call: the preview is already stored
+            if image is None:
+                image = await self._render_page(bucket, document, filename, page_no)
+            writes.append(
+                UpdateOne(
+                    {"documentId": document_id, "pageNo": page_no},
+                    {
+                        "$set": {
+                            "workspaceId": workspace_id,
+                            "sha256": sha256,
+                            "image": image,
+                            "renderedAt": datetime.now(UTC),
+                        },
+                        "$setOnInsert": {"done": False},
                     },
-                    "$setOnInsert": {"done": False},
-                },
-                upsert=True,
+                    upsert=True,
+                )
             )
+        await db.pages.bulk_write(writes, ordered=False)
         self._aggregator.record.remote("render", document_id, len(page_nos))
         self._metrics.phase_done("render", len(page_nos), time.monotonic() - started)
         return page_nos
 
+    def _filename(self, document_id: str, sha256: str, page_no: int) -> str:
+        return f"{document_id}/{sha256}/{self._dpi}/{page_no}.png"
+
+    async def _stored_previews(
+        self, db: AsyncDatabase[Document], filenames: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        files = db[f"{PAGES_BUCKET}.files"]
+        cursor = files.find({"filename": {"$in": filenames}}, {"filename": 1, "metadata": 1})
+        return {f["filename"]: {"fileId": f["_id"], **f.get("metadata", {})} async for f in cursor}
+
     async def _render_page(
-        self,
-        bucket: AsyncGridFSBucket,
-        document: Any,
-        document_id: str,
-        sha256: str,
-        page_no: int,
+        self, bucket: AsyncGridFSBucket, document: Any, filename: str, page_no: int
     ) -> dict[str, Any]:
-        filename = f"{document_id}/{sha256}/{self._dpi}/{page_no}.png"
-        files = self._db.get()[f"{PAGES_BUCKET}.files"]
-        existing = await files.find_one({"filename": filename}, {"_id": 1, "metadata": 1})
-        if existing is not None:  # a retried call: the preview is already stored
-            return {"fileId": existing["_id"], **existing.get("metadata", {})}
         try:  # MuPDF raises more than RuntimeError (FzErrorLimit, FzErrorSystem, MemoryError)
             page = document[page_no]
             dpi = preview_dpi(page.rect.width, page.rect.height, self._dpi)
