@@ -35,6 +35,18 @@ logger = logging.getLogger(__name__)
 
 # A Socket.IO message larger than this closes the connection (engine.io's own limit).
 MAX_SOCKET_MESSAGE_BYTES = 64 * 1024
+REDIS_MAX_CONNECTIONS = 16
+REDIS_POOL_TIMEOUT_S = 5.0
+
+
+def bounded_redis(url: str) -> aioredis.Redis:
+    """The head's Redis client (event history). redis-py's default pool keeps every
+    connection it ever opened, so a reconnect storm of browsers would leave one per join in
+    flight; a blocking pool caps them and makes the excess wait for a free one."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_MAX_CONNECTIONS, timeout=REDIS_POOL_TIMEOUT_S
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def create_sio(settings: Settings) -> socketio.AsyncServer:
@@ -77,7 +89,7 @@ def create_app(settings: Settings) -> Any:
         await ensure_indexes(db)
         state.authenticator_ = SessionAuthenticator(secret, db.sessions)
         if settings.redis_url is not None:
-            state.redis = aioredis.from_url(settings.redis_url.reveal())
+            state.redis = bounded_redis(settings.redis_url.reveal())
             state.history = RedisEventHistory(state.redis)
         watching = asyncio.create_task(watcher.run())
         try:
@@ -86,7 +98,7 @@ def create_app(settings: Settings) -> Any:
             watching.cancel()
             await runs.aclose()
             if state.redis is not None:
-                await state.redis.aclose()
+                await state.redis.aclose(close_connection_pool=True)
             await state.mongo.close()
 
     api = FastAPI(title="indexer head", lifespan=lifespan)

@@ -134,3 +134,22 @@ async def test_redis_outage_and_recovery(
     finally:
         for publisher in through:
             await publisher.aclose()
+
+
+async def test_head_redis_pool_is_bounded(redis_process) -> None:
+    """A burst of Redis calls (a reconnect storm's history lookups) waits for pooled
+    connections instead of opening one per call."""
+    import asyncio
+
+    from head.app import REDIS_MAX_CONNECTIONS, bounded_redis
+
+    client = bounded_redis(redis_process.url)
+    watcher = bounded_redis(redis_process.url)
+    try:
+        await asyncio.gather(*(client.blpop([f"none-{i}"], timeout=0.2) for i in range(60)))
+        connected = await watcher.client_list()
+        # the watcher's own connection is listed too
+        assert 1 < len(connected) <= REDIS_MAX_CONNECTIONS + 1
+    finally:
+        await client.aclose(close_connection_pool=True)
+        await watcher.aclose(close_connection_pool=True)
