@@ -427,7 +427,7 @@ def print_rates(bench: Bench, ceiling: list[float]) -> None:
     columns = f"{'seconds':>9}{'pages/s':>9}{'chunks/s':>9}{'own CPU s':>10}{'other load':>12}"
     print(f"\n  {'':<46}{columns}")
     for index, run in enumerate(runs, 1):
-        kind = "cold: creates the embed pool" if index == 1 else "fresh db, embed pool warm"
+        kind = "cold, new embed pool" if index == 1 else "warm embed pool"
         label = f"(a) run_index, run {index} ({kind})"
         print(row(label, run.seconds, pages, chunks, run.cpu))
     for index, run in enumerate(runs, 1):
@@ -525,11 +525,41 @@ def experiment_fetch1(bench: Bench) -> None:
     report_experiment("1 fetch actor", run, bench)
 
 
+class _PassiveEmbedActor:
+    """Stands in for EmbedActor in `actors.embed_pool`: the same actor, with OpenMP's
+    waiting threads set to sleep instead of spin (OMP_WAIT_POLICY=PASSIVE)."""
+
+    def __init__(self, actor_class: Any) -> None:
+        self._class = actor_class
+
+    def options(self, **options: Any) -> Any:
+        env = {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}
+        return self._class.options(runtime_env=env, **options)
+
+
+def experiment_omp_passive(bench: Bench) -> None:
+    """EXPERIMENT: a fresh embed pool whose torch threads sleep while they wait (the embed
+    actor shares the cores with the parsers and MongoDB here, and spinning threads burn
+    CPU the others need), then a warm run with it."""
+    import actors.embed_pool as embed_pool
+
+    embed_pool.remove_other_pools(keep=None)
+    with patched(embed_pool, EmbedActor=_PassiveEmbedActor(embed_pool.EmbedActor)):
+        for label in ("cold", "warm"):
+            run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
+            report_experiment(f"OMP_WAIT_POLICY=PASSIVE, {label}", run, bench)
+    embed_pool.remove_other_pools(keep=None)
+
+
 def report_experiment(what: str, run: RayRun, bench: Bench) -> None:
     pages = bench.plain.pages
     steady = run.steady_rate()
     cpu = run.cpu
-    load = f"own CPU {cpu.own_cpu():.1f}s, other load {cpu.foreign_load():.0%}; " if cpu else ""
+    load = ""
+    if cpu:
+        embed = sum(s for label, s in cpu.by_label().items() if "EmbedActor" in label)
+        load = f"own CPU {cpu.own_cpu():.1f}s (embed {embed:.1f}s), other load "
+        load += f"{cpu.foreign_load():.0%}; "
     print(
         f"  EXPERIMENT run_index, {what}: {run.seconds:.2f}s = {pages / run.seconds:.2f} "
         f"pages/s; {load}steady {steady or 0:.2f} pages/s; embed ready at "
@@ -584,6 +614,7 @@ def experiment_threads1(bench: Bench) -> None:
 
 EXPERIMENTS: dict[str, Callable[[Bench], None]] = {
     "fetch1": experiment_fetch1,
+    "omp-passive": experiment_omp_passive,
     "batches": experiment_batches,
     "threads1": experiment_threads1,
 }
