@@ -16,11 +16,13 @@ import ray
 from bson.binary import Binary, BinaryVectorDtype
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from ray.exceptions import RayActorError
 
 from actors.idle import IdleTimer
 from actors.telemetry import PipelineMetrics
 from core.db import Document, LazyClient
 from core.embedding import encode, load_model
+from core.errors import RunError
 from core.settings import Settings
 
 
@@ -77,11 +79,18 @@ class EmbedActor:
         chunks: list[dict[str, Any]],
     ) -> int:
         """Store vectors for `chunks` in `database`, then mark `page_nos` of the document done
-        and tell the run's `aggregator`."""
+        and tell the run's `aggregator`.
+
+        The pool outlives runs: a call still queued when its run was cancelled (its driver and
+        aggregator gone) must write nothing, so the run's aggregator is asked first.
+        """
         self._idle.busy()
         try:
             started = time.monotonic()
-            await self._store(self._client.database(database), document_id, page_nos, chunks)
+            vectors = encode(self._model, [c["text"] for c in chunks]) if chunks else None
+            await _require_live_run(aggregator)
+            db = self._client.database(database)
+            await self._store(db, document_id, page_nos, chunks, vectors)
             aggregator.pages_done.remote(document_id, len(page_nos))
             self._metrics.phase_done("embed", len(page_nos), time.monotonic() - started)
             return len(chunks)
@@ -94,9 +103,9 @@ class EmbedActor:
         document_id: str,
         page_nos: list[int],
         chunks: list[dict[str, Any]],
+        vectors: np.ndarray | None,
     ) -> None:
-        if chunks:
-            vectors = encode(self._model, [c["text"] for c in chunks])
+        if chunks and vectors is not None:
             await db.chunks.bulk_write(
                 [
                     UpdateOne(
@@ -110,3 +119,11 @@ class EmbedActor:
         await db.pages.update_many(
             {"documentId": document_id, "pageNo": {"$in": page_nos}}, {"$set": {"done": True}}
         )
+
+
+async def _require_live_run(aggregator: Any) -> None:
+    """Raise RunError when the run's aggregator is gone (its run was cancelled or died)."""
+    try:
+        await aggregator.snapshot.remote()
+    except RayActorError:
+        raise RunError("embed", "the run is gone (cancelled or its driver died)") from None

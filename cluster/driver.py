@@ -150,6 +150,7 @@ class IndexRun:
         self._failed: dict[str, str] = {}
         self._skipped = 0
         self._phase = "fetch"
+        self._embed_ready: asyncio.Future[None] | None = None
 
     async def execute(
         self, job_id: str, record: Callable[[RunSummary], Awaitable[bool]]
@@ -260,6 +261,7 @@ class IndexRun:
         try:
             await self._timed("render", self._pools.render.call("render", *args))
             chunks = await self._timed("analyze", self._pools.analyze.call("analyze", *args))
+            await self._embed_pool_started()
             embed_args = (self._settings.mongodb_db, self._pools.aggregator, fetched.document_id)
             await self._timed("embed", self._pools.embed.call("embed", *embed_args, pages, chunks))
         except RayActorError:  # an embed actor died and Ray's retries are spent
@@ -271,6 +273,20 @@ class IndexRun:
             raise
         finally:
             self._in_flight.release()
+
+    async def _embed_pool_started(self) -> None:
+        """An embed pool that cannot start (a model that does not load) fails the run, not
+        each document in turn: asked once, shared by every batch."""
+        if self._embed_ready is None:
+            self._embed_ready = asyncio.ensure_future(self._describe_embed_pool())
+        await asyncio.shield(self._embed_ready)
+
+    async def _describe_embed_pool(self) -> None:
+        try:
+            await asyncio.gather(*(a.describe.remote() for a in self._pools.embed.actors))
+        except RayActorError as exc:
+            reason = failure_message(exc)
+            raise RunError("embed", f"the embed actors cannot start: {reason}") from None
 
     async def _timed(self, phase: str, call: Any) -> Any:
         self._clock.enter(phase)
