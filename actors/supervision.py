@@ -5,19 +5,24 @@ Parsers run MuPDF over untrusted bytes, so one page can take minutes, crash its 
 make it grow. The driver calls them through a `SupervisedPool` (same `call(method, *args)`
 as `actors.pool.ActorPool`), which:
 
-- **times each call** from the moment the actor starts on it (calls queued behind another
-  call on the same actor do not count the wait): a call over `INDEXER_PARSER_TIMEOUT_S`
-  fails its document with a clear error, and the stuck actor is killed and replaced, so it
-  does not hold the pool;
-- **replaces actors that die** (a crash, the kernel's or Ray's OOM killer) and retries their
-  calls on the replacement. Only the call that was running when an actor died is to blame:
-  calls queued behind it are retried without blame, and a call that was running when two
-  actors died fails its document. Ray's own restarts and retries are off for these actors
-  (`max_restarts=0`), so blame is decided in one place;
+- **sends an actor one call at a time**, once it has answered `ready`. Ray does not promise
+  that an async actor runs queued calls in the order they were sent (a run showed a later
+  call overtaking an earlier one), so a call queued at a busy actor could neither be timed
+  nor blamed for what happened to it. The round trip between two calls costs a
+  millisecond against tenths of a second of parsing;
+- **times each call** from the moment it is sent to its idle actor (waiting for a free
+  actor does not count): a call over `INDEXER_PARSER_TIMEOUT_S` fails its document with a
+  clear error, and the stuck actor is killed and replaced, so it does not hold the pool;
+- **replaces actors that die** (a crash, the kernel's or Ray's OOM killer) and retries the
+  call on the replacement: a call whose actor died under it twice fails its document, not
+  the run, and a death it did not cause (the node went away) costs it one retry. Ray's own
+  restarts and retries are off for these actors (`max_restarts=0`), so this is decided in
+  one place;
 - **recycles** actors after `INDEXER_PARSER_RECYCLE_DOCUMENTS` documents or once their RSS
-  (reported with each result) is above `INDEXER_PARSER_RECYCLE_RSS_MB`: MuPDF keeps caches
-  and fragments the heap in long-lived processes. A retiring actor takes no new calls, its
-  replacement is started at once, and it is killed when its calls in flight have ended.
+  (reported with each result) is above `INDEXER_PARSER_RECYCLE_RSS_MB`: MuPDF keeps decoded
+  images in its store and fragments the heap in long-lived processes. A retiring actor
+  takes no new call, its replacement is started at once, and it is killed when its call
+  has ended.
 
 The actor side is `SupervisedActor`, mixed into the parser actors: a readiness probe, the
 measured call wrapper, and the memory cap of `actors.memory`.
@@ -38,7 +43,6 @@ from ray.exceptions import RayActorError
 
 from actors.memory import MIB, cap_allocations, is_out_of_memory, rss_bytes
 from actors.pdf import load_pymupdf
-from actors.pool import SLOTS_PER_ACTOR
 from core.errors import DocumentError, RunError
 from core.settings import Settings
 
@@ -83,20 +87,19 @@ class _Member:
 
     handle: Any
     ready: Any  # ObjectRef of `ready()`: the actor is constructed and has imported MuPDF
-    tail: asyncio.Future[None] | None = None  # ends when the last call sent to it has ended
+    is_ready: bool = False  # `ready` answered
     documents: set[str] = field(default_factory=set)
     in_flight: int = 0
     retired: bool = False  # takes no new calls
-    killed: bool = False  # killed by the pool: calls that die with it are not to blame
+    killed: bool = False  # killed by the pool: a call that dies with it is not to blame
     dead: bool = False
-    crashed_by: object | None = None  # the call that was running when it died on its own
     last_rss: int = 0
     running: str | None = None  # the document of the call it is running now
     number: int = 0  # 1, 2, ... in the order the pool started its actors
 
 
 class _ActorDied(Exception):
-    """A call's actor died under it; `blamed` when the call was the one running."""
+    """A call's actor died; `blamed` when it died under the call, not before or by the pool."""
 
     def __init__(self, blamed: bool) -> None:
         super().__init__(blamed)
@@ -143,7 +146,7 @@ class SupervisedPool:
 
     @property
     def actors(self) -> list[Any]:
-        """Handles of the actors alive now, retiring ones included (the driver kills them
+        """Handles of the actors alive now, a retiring one included (the driver kills them
         at the end of the run)."""
         return [m.handle for m in self._members if not m.dead]
 
@@ -220,61 +223,52 @@ class SupervisedPool:
             self._kill(member)
 
     async def _call_on(self, member: _Member, method: str, args: tuple[Any, ...]) -> Any:
-        previous = member.tail
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        member.tail = mine
+        """The call on its idle actor, timed from now."""
+        await self._wait_started(member)
         ref = member.handle.measured.remote(method, *args)
+        self._set_running(member, self._document_of(args))
         try:
-            await self._turn(member, previous, mine)
-            self._set_running(member, self._document_of(args))
-            try:
-                value, rss = await asyncio.wait_for(_as_future(ref), self.limits.timeout_s)
-            except TimeoutError:
-                self._replace(member, after="timeout")
-                raise self._error(
-                    args,
-                    f"took longer than {self.limits.timeout_s:g} s "
-                    f"(INDEXER_PARSER_TIMEOUT_S); the {self.phase} actor was replaced",
-                ) from None
-            except RayActorError:
-                raise self._died(member, mine) from None
+            value, rss = await asyncio.wait_for(_as_future(ref), self.limits.timeout_s)
+        except TimeoutError:
+            self._replace(member, after="timeout")
+            raise self._error(
+                args,
+                f"took longer than {self.limits.timeout_s:g} s "
+                f"(INDEXER_PARSER_TIMEOUT_S); the {self.phase} actor was replaced",
+            ) from None
+        except RayActorError:
+            raise self._died(member, blamed=True) from None
         finally:
             self._set_running(member, None)
-            mine.set_result(None)
         member.last_rss = rss
         self.history.append((time.time(), member.number, rss))
         if rss > self.limits.recycle_rss_bytes and not member.retired:
             self._retire(member, "rss")
         return value
 
-    async def _turn(
-        self, member: _Member, previous: asyncio.Future[None] | None, call: object
-    ) -> None:
-        """Wait until the actor is free for this call: started, and done with earlier calls.
-        The first call sent to an actor runs right after `ready`; if the actor dies before
-        the answer to `ready` is out, that call may be what killed it."""
-        if previous is not None:
-            await previous
+    async def _wait_started(self, member: _Member) -> None:
+        """Wait until the actor has answered `ready` (started, MuPDF imported)."""
+        if member.is_ready:
             return
         try:
             await member.ready
+            member.is_ready = True
         except RayActorError as exc:
             if "creation task" not in str(exc):
-                raise self._died(member, call) from None
+                raise self._died(member, blamed=False) from None
             # The constructor raised: settings or environment, not the document's fault.
             member.killed = True
             if not member.dead:
                 self._replace(member, after="death")
             raise RunError(self.phase, f"the {self.phase} actor cannot start: {exc}") from None
 
-    def _died(self, member: _Member, call: object | None) -> _ActorDied:
-        """Whom to blame: the first call to see a death it did not cause ran into it."""
+    def _died(self, member: _Member, *, blamed: bool) -> _ActorDied:
+        """An actor the pool did not kill died: replace it; its call may be to blame."""
         if member.killed:
             return _ActorDied(blamed=False)
         if not member.dead:
-            member.crashed_by = call
             self._replace(member, after="death")
-        return _ActorDied(blamed=call is not None and member.crashed_by is call)
+        return _ActorDied(blamed=blamed)
 
     def _replace(self, member: _Member, *, after: str) -> None:
         """Take an actor out now (it hangs or died) and start its replacement."""
@@ -291,7 +285,7 @@ class SupervisedPool:
         self._add_member()
 
     def _retire(self, member: _Member, reason: str) -> None:
-        """Recycle: no new calls; killed once its calls in flight have ended."""
+        """Recycle: no new call; killed once its call in flight has ended."""
         member.retired = True
         self.recycles.append(
             Recycle(self.phase, reason, member.last_rss, len(member.documents), time.time())
@@ -313,8 +307,7 @@ class SupervisedPool:
         self._started += 1
         member = _Member(handle=handle, ready=handle.ready.remote(), number=self._started)
         self._members.append(member)
-        for _ in range(SLOTS_PER_ACTOR):
-            self._idle.put_nowait(member)
+        self._idle.put_nowait(member)  # its one slot
 
     def _error(self, args: tuple[Any, ...], what: str) -> DocumentError:
         return DocumentError(self.phase, f"{self._describe(args)}: {what}")
