@@ -46,9 +46,10 @@ from actors.pdf import load_pymupdf
 from core.errors import DocumentError, RunError
 from core.settings import Settings
 
-# A call that was running when this many actors died fails its document.
+# A call whose actor died under it this many times fails its document.
 STRIKES_TO_FAIL = 2
-# Calls that were only queued on dying actors are retried, but not forever.
+# Deaths a call did not cause (its actor died before the call was sent) are retried, but
+# not forever.
 MAX_ATTEMPTS = 6
 HISTORY_KEPT = 10_000
 
