@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ray
-from pymongo import UpdateOne
+from pymongo import DeleteMany, UpdateOne
 
 from actors.layout import (
     CHUNKS_PER_PAGE_LIMIT,
@@ -62,9 +62,9 @@ class AnalyzeActor(SupervisedActor):
         pages = [self._page(document, page_no) for page_no in page_nos]
         stamp = {"workspaceId": workspace_id, "sha256": sha256}
         # A re-analysis that yields fewer chunks must not leave the old tail behind.
-        await db.chunks.delete_many(
-            {"documentId": document_id, "$or": [_stale_tail(p) for p in pages]}
-        )
+        # One range per page, each answered from the (documentId, chunkNo) index; an `$or`
+        # of them made SecantusDB scan every chunk of the collection, each batch.
+        await db.chunks.bulk_write([_stale_tail(document_id, p) for p in pages], ordered=False)
         await db.pages.bulk_write(
             [_page_write(document_id, stamp, page) for page in pages], ordered=False
         )
@@ -113,10 +113,11 @@ class AnalyzedPage:
     chunks: list[Chunk]
 
 
-def _stale_tail(page: AnalyzedPage) -> dict[str, Any]:
-    """Chunk numbers of the page past its new last chunk."""
+def _stale_tail(document_id: str, page: AnalyzedPage) -> DeleteMany:
+    """Delete the page's chunks past its new last chunk."""
     first = page.page_no * CHUNKS_PER_PAGE_LIMIT
-    return {"chunkNo": {"$gte": first + len(page.chunks), "$lt": first + CHUNKS_PER_PAGE_LIMIT}}
+    after_last = {"$gte": first + len(page.chunks), "$lt": first + CHUNKS_PER_PAGE_LIMIT}
+    return DeleteMany({"documentId": document_id, "chunkNo": after_last})
 
 
 def _page_write(document_id: str, stamp: dict[str, str], page: AnalyzedPage) -> UpdateOne:

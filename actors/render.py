@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ray
-from gridfs import AsyncGridFSBucket
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -16,6 +15,7 @@ from actors.pdf import PAGES_BUCKET, OpenDocuments
 from actors.supervision import SupervisedActor
 from actors.telemetry import PipelineMetrics
 from core.db import Document, LazyDatabase
+from core.gridfs_batch import NewFile, insert_files
 from core.settings import Settings
 
 # A 20,000 x 20,000 pt page at 72 dpi would be a 1.2 GB pixmap: previews are capped.
@@ -49,34 +49,35 @@ class RenderActor(SupervisedActor):
         self, workspace_id: str, document_id: str, gridfs_id: str, sha256: str, page_nos: list[int]
     ) -> list[int]:
         """Store a preview of each page and point its page document at it: one lookup of the
-        batch's stored previews and one bulk write of its pages, besides the uploads."""
+        batch's stored previews, one bulk upload of the new ones, one bulk write of its pages."""
         started = time.monotonic()
         db = self._db.get()
         document = await self._documents.get(db, gridfs_id)
         names = {page_no: self._filename(document_id, sha256, page_no) for page_no in page_nos}
-        stored = await self._stored_previews(db, list(names.values()))
-        bucket = AsyncGridFSBucket(db, bucket_name=PAGES_BUCKET)
-        writes = []
-        for page_no, filename in names.items():
-            image = stored.get(filename)  # a retried call: the preview is already stored
-            if image is None:
-                image = await self._render_page(bucket, document, filename, page_no)
-            writes.append(
+        images = await self._stored_previews(db, list(names.values()))
+        # A retried call finds the previews it stored already and renders only the others.
+        new = [self._render_page(document, names[p], p) for p in page_nos if names[p] not in images]
+        for preview, file_id in zip(new, await insert_files(db, PAGES_BUCKET, new), strict=True):
+            images[preview.filename] = {"fileId": file_id, **preview.metadata}
+        await db.pages.bulk_write(
+            [
                 UpdateOne(
                     {"documentId": document_id, "pageNo": page_no},
                     {
                         "$set": {
                             "workspaceId": workspace_id,
                             "sha256": sha256,
-                            "image": image,
+                            "image": images[names[page_no]],
                             "renderedAt": datetime.now(UTC),
                         },
                         "$setOnInsert": {"done": False},
                     },
                     upsert=True,
                 )
-            )
-        await db.pages.bulk_write(writes, ordered=False)
+                for page_no in page_nos
+            ],
+            ordered=False,
+        )
         self._aggregator.record.remote("render", document_id, len(page_nos))
         self._metrics.phase_done("render", len(page_nos), time.monotonic() - started)
         return page_nos
@@ -91,9 +92,7 @@ class RenderActor(SupervisedActor):
         cursor = files.find({"filename": {"$in": filenames}}, {"filename": 1, "metadata": 1})
         return {f["filename"]: {"fileId": f["_id"], **f.get("metadata", {})} async for f in cursor}
 
-    async def _render_page(
-        self, bucket: AsyncGridFSBucket, document: Any, filename: str, page_no: int
-    ) -> dict[str, Any]:
+    def _render_page(self, document: Any, filename: str, page_no: int) -> NewFile:
         try:  # MuPDF raises more than RuntimeError (FzErrorLimit, FzErrorSystem, MemoryError)
             page = document[page_no]
             dpi = preview_dpi(page.rect.width, page.rect.height, self._dpi)
@@ -103,5 +102,4 @@ class RenderActor(SupervisedActor):
             where = f"page {page_no + 1} cannot be rendered"
             raise self.parse_error("render", where, exc) from None
         metadata = {"width": pixmap.width, "height": pixmap.height, "dpi": dpi}
-        file_id = await bucket.upload_from_stream(filename, png, metadata=metadata)
-        return {"fileId": file_id, **metadata}
+        return NewFile(filename, png, metadata)

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 import ray
+from bson import ObjectId
 
+from actors.layout import CHUNKS_PER_PAGE_LIMIT
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
 from cluster.ray_runtime import connect_ray
@@ -276,6 +278,40 @@ async def test_changed_settings_redo_the_pages(local_ray, corpus, settings, db) 
     pages = await db.pages.find({"workspaceId": workspace_id}).to_list()
     assert len(pages) == GOOD_PAGES[2]
     assert all(page["done"] and page["image"]["dpi"] == 96 for page in pages)
+
+
+async def test_a_redone_page_leaves_no_chunk_past_its_last(local_ray, corpus, settings, db) -> None:
+    """A page analysed again (its run stopped before it was done) deletes that page's chunks
+    past its new last one, as an older chunking that cut more would have left, and nothing
+    of another page or document."""
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    added = await add_document(db, workspace_id, str(corpus["good"][1]), max_bytes=10**9)
+    assert (await run_index(settings, workspace_id)).status == "succeeded"
+    document = await db.documents.find_one({"_id": ObjectId(added.document_id)})
+    stale_chunk_no = 1 * CHUNKS_PER_PAGE_LIMIT + 999  # page 2's 1,000th chunk
+    for owner, chunk_no in (
+        (added.document_id, stale_chunk_no),
+        (added.document_id, 2 * CHUNKS_PER_PAGE_LIMIT + 999),  # page 3: done, not redone
+        ("another-document", stale_chunk_no),
+    ):
+        await db.chunks.insert_one(
+            {"documentId": owner, "chunkNo": chunk_no, "sha256": document["sha256"], "text": "x"}
+        )
+    # the run stopped after page 2 was analysed, before it was embedded
+    await db.pages.update_one(
+        {"documentId": added.document_id, "pageNo": 1}, {"$set": {"done": False}}
+    )
+    await db.documents.update_one({"_id": document["_id"]}, {"$unset": {"indexedSha256": ""}})
+
+    again = await run_index(settings, workspace_id)
+
+    assert again.status == "succeeded"
+    assert again.skipped_documents == 0
+    left = {(c["documentId"], c["chunkNo"]) async for c in db.chunks.find({"text": "x"})}
+    assert left == {
+        (added.document_id, 2 * CHUNKS_PER_PAGE_LIMIT + 999),
+        ("another-document", stale_chunk_no),
+    }
 
 
 async def test_embed_pool_outlives_runs_and_leaves_when_idle(
