@@ -57,6 +57,11 @@ class EmbedActor:
         self._client = LazyClient(settings.mongodb_uri.reveal())  # type: ignore[union-attr]
         self._metrics = PipelineMetrics()
         self._idle = IdleTimer(settings.embed_idle_s)
+        ray.get_runtime_context().current_actor.watch_idle.remote()
+
+    async def watch_idle(self) -> None:
+        """Start the idle check (see `actors.idle`); the constructor sends this call."""
+        self._idle.watch()
 
     def describe(self) -> dict[str, Any]:
         """Readiness probe and placement report: device, threads, vector size."""

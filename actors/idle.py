@@ -17,7 +17,9 @@ CHECK_EVERY_S = 5.0
 
 
 class IdleTimer:
-    """Counts calls in flight; started lazily, from the first call, inside the actor's loop."""
+    """Counts calls in flight. `watch` starts the check; it needs the actor's event loop, which
+    a constructor does not run in, so the actor calls it through its own handle (an actor
+    that never gets a call must leave too)."""
 
     def __init__(self, idle_s: float) -> None:
         self._idle_s = idle_s
@@ -25,11 +27,15 @@ class IdleTimer:
         self._last_used = time.monotonic()
         self._watch: asyncio.Task[None] | None = None
 
+    def watch(self) -> None:
+        """Start checking for idleness, once; call it from a coroutine on the actor's loop."""
+        if self._watch is None and self._idle_s > 0:
+            self._watch = asyncio.get_running_loop().create_task(self._exit_when_idle())
+
     def busy(self) -> None:
         self._in_flight += 1
         self._last_used = time.monotonic()
-        if self._watch is None and self._idle_s > 0:
-            self._watch = asyncio.get_running_loop().create_task(self._exit_when_idle())
+        self.watch()
 
     def done(self) -> None:
         self._in_flight -= 1

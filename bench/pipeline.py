@@ -551,6 +551,28 @@ def experiment_omp_passive(bench: Bench) -> None:
     embed_pool.remove_other_pools(keep=None)
 
 
+def experiment_embed_threads(bench: Bench) -> None:
+    """EXPERIMENT: one embed actor with a torch thread per core (the plan before
+    2026-11-29) instead of one single-threaded actor per core, a cold and a warm run."""
+    import actors.embed_pool as embed_pool
+
+    def plan_one_embedder(cpus: float, gpus: float) -> PoolPlan:
+        plan = plan_pools(cpus, gpus)
+        return replace(
+            plan,
+            embed_actors=1,
+            embed_cpus=plan.embed_cpus * plan.embed_actors,
+            embed_threads=int(cpus),
+        )
+
+    embed_pool.remove_other_pools(keep=None)
+    with patched(driver, plan_pools=plan_one_embedder):
+        for label in ("cold", "warm"):
+            run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
+            report_experiment(f"1 embed actor x {RAY_CPUS} threads, {label}", run, bench)
+    embed_pool.remove_other_pools(keep=None)
+
+
 def report_experiment(what: str, run: RayRun, bench: Bench) -> None:
     pages = bench.plain.pages
     steady = run.steady_rate()
@@ -617,6 +639,7 @@ EXPERIMENTS: dict[str, Callable[[Bench], None]] = {
     "omp-passive": experiment_omp_passive,
     "batches": experiment_batches,
     "threads1": experiment_threads1,
+    "embed-threads": experiment_embed_threads,
 }
 
 

@@ -24,21 +24,22 @@ ours  `run_index` against an in-memory EmbeddedMongo, timed as bench/pipeline.py
         the worker start, the torch import and the model load are in its time.
       - "warm": after an untimed run on the smallest document (the pool is up after the
         cold run already; the warm-up also covers --skip-cold), as every run after the
-        first finds it on a long-lived cluster. The pool (1 actor, 1 CPU, torch threads =
-        the cluster's CPUs) is then removed, so the reference gets the same 2 CPUs.
+        first finds it on a long-lived cluster. The pool is then removed, so the
+        reference gets the same 2 CPUs.
 ref   The pipeline of Ray's own document-embedding benchmark
       (ray-project/ray, release/nightly_tests/multimodal_inference_benchmarks/
       document_embedding/ray_data_main.py), on local files:
       `read_binary_files` -> `flat_map` PyMuPDF `page.get_text()` per page -> `flat_map`
-      fixed-size chunks -> `map_batches(Embedder, compute=ActorPoolStrategy(size=1),
-      num_cpus=1, batch_size=10)` (an actor pool of one; `concurrency=1` before Ray 2.51)
+      fixed-size chunks -> `map_batches(Embedder, compute=ActorPoolStrategy(size=N),
+      num_cpus=C, batch_size=10)`, with the pool sized as ours (`plan_pools`: on 2 CPUs
+      N=2 single-threaded Embedders of 0.5 CPU each; Ray's script uses one per GPU)
       -> iterated in this process and counted. It writes nothing (Ray's benchmark writes
       Parquet; ours writes everything to MongoDB). Differences from Ray's script, on
       purpose: PyMuPDF comes from `actors.pdf.load_pymupdf`, without its layout add-on
       (seconds of onnxruntime import per worker, as our actors skip it); the Embedder loads
       the model with `core.embedding.load_model` (the same bundled all-MiniLM-L6-v2, offline)
-      and encodes with `core.embedding.encode`, with torch threads set to the cluster's CPUs
-      exactly as our EmbedActor does (Ray would leave it 1 thread for num_cpus=1); no
+      and encodes with `core.embedding.encode`, with torch threads set exactly as our
+      EmbedActor sets them (`plan_pools`'s embed_threads); no
       `model.compile()` (torch.compile on a CPU compiles for minutes and recompiles for
       every new batch shape); the parse stages reserve 1 CPU (below).
       - "ray chunks": LangChain's RecursiveCharacterTextSplitter(2048, 200), as in Ray's
@@ -57,14 +58,15 @@ ref   The pipeline of Ray's own document-embedding benchmark
       assuming it: every output row names its Embedder's actor id, and after each run the
       actor's state is read from the GCS.
 
-Sizing on 2 CPUs: the Embedder reserves 1 CPU (its torch uses 2 threads, as ours does), and
-the read and parse stages reserve 1 CPU per task, so Ray Data runs one read+parse+chunk task
-(the three stages fuse into one task) beside the actor and the reservations add up to the
-cluster's 2 CPUs, never more. Fractional CPUs would let several parse tasks start at once
-and take CPU from the embedding, the bottleneck; 2 CPUs per task would not fit beside the
-actor at all, so parsing and embedding could only take turns (or the Embedder would wait
-for a CPU). Ours gives its parsers 0.25 CPU each for the same reason. Before the reference
-runs our embed pool is removed and the bench waits until Ray shows both CPUs free.
+Sizing on 2 CPUs: the Embedders reserve 1 CPU together (one torch thread each, as ours),
+and the read and parse stages reserve 1 CPU per task, so Ray Data runs one
+read+parse+chunk task (the three stages fuse into one task) beside the actors and the
+reservations add up to the cluster's 2 CPUs, never more. Fractional CPUs would let several
+parse tasks start at once and take CPU from the embedding, the bottleneck; 2 CPUs per task
+would not fit beside the actors at all, so parsing and embedding could only take turns (or
+the Embedders would wait for a CPU). Ours gives its parsers 0.25 CPU each for the same
+reason. Before the reference runs our embed pool is removed and the bench waits until Ray
+shows both CPUs free.
 
 How to read it: pages/s is the corpus' pages over the run's wall time (both pipelines see
 every page; a line says so when one did not); chunks/s counts each pipeline's own chunks.
@@ -112,7 +114,7 @@ from pipeline import (
 from actors.embed_pool import pool_actor_names, remove_other_pools
 from actors.layout import CHUNK_OVERLAP_WORDS, CHUNK_WORDS, chunk_page
 from actors.pdf import load_pymupdf
-from actors.pool import plan_pools
+from actors.pool import PoolPlan, plan_pools
 from cluster.ray_runtime import cluster_size, connect_ray
 from cluster.sample_corpus import write_sample_workspace
 from core.db import open_client
@@ -128,7 +130,6 @@ RAY_CHUNK_OVERLAP_CHARS = 200
 RAY_EMBED_BATCH = 10
 SEPARATORS = ("\n\n", "\n", " ")
 PARSE_CPUS = 1.0
-EMBED_CPUS = 1.0
 RESOURCES_FREE_TIMEOUT_S = 60.0
 ACTOR_DEAD_TIMEOUT_S = 30.0
 POLL_S = 0.2
@@ -244,9 +245,10 @@ CHUNKERS: dict[str, Callable[[dict[str, Any]], Iterator[dict[str, Any]]]] = {
 
 
 def reference_dataset(
-    paths: list[Path], chunker: str, model_name: str, threads: int, batch_size: int
+    paths: list[Path], chunker: str, model_name: str, plan: PoolPlan, batch_size: int
 ) -> ray.data.Dataset:
-    """The reference pipeline, lazily: nothing runs until it is iterated."""
+    """The reference pipeline, lazily: nothing runs until it is iterated. Its Embedder pool
+    is sized as our embed pool (`plan`)."""
     ship_stages_by_value()
     return (
         ray.data.read_binary_files([str(p) for p in paths], include_paths=True, num_cpus=PARSE_CPUS)
@@ -254,10 +256,10 @@ def reference_dataset(
         .flat_map(CHUNKERS[chunker], num_cpus=PARSE_CPUS)
         .map_batches(
             Embedder,
-            fn_constructor_kwargs={"model_name": model_name, "threads": threads},
-            compute=ray.data.ActorPoolStrategy(size=1),  # `concurrency=1`, as Ray 2.51+ spells it
+            fn_constructor_kwargs={"model_name": model_name, "threads": plan.embed_threads},
+            compute=ray.data.ActorPoolStrategy(size=plan.embed_actors),
             batch_size=batch_size,
-            num_cpus=EMBED_CPUS,
+            num_cpus=plan.embed_cpus,
         )
     )
 
@@ -292,13 +294,11 @@ class RefRun:
 
 def run_reference(paths: list[Path], chunker: str, args: argparse.Namespace) -> RefRun:
     """Build the dataset, then time its execution to the last row consumed here."""
-    threads = plan_pools(*cluster_size()).embed_threads
+    plan = plan_pools(*cluster_size())
     run = RefRun(chunker=chunker)
     with CpuMeter() as meter:
         started = time.monotonic()
-        dataset = reference_dataset(
-            paths, chunker, Settings().embed_model, threads, args.embed_batch
-        )
+        dataset = reference_dataset(paths, chunker, Settings().embed_model, plan, args.embed_batch)
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             run.take(batch, time.monotonic() - started)
         run.seconds = time.monotonic() - started
@@ -672,7 +672,8 @@ def report(bench: Bench, load: float, args: argparse.Namespace) -> None:
         f"{CHUNK_OVERLAP_WORDS} words; writes pages, previews, chunks, vectors to MongoDB"
     )
     print(
-        f"ref:  read+parse+chunk tasks {PARSE_CPUS:g} CPU; Embedder x1, {EMBED_CPUS:g} CPU, "
+        f"ref:  read+parse+chunk tasks {PARSE_CPUS:g} CPU; Embedder x{plan.embed_actors}, "
+        f"{plan.embed_cpus:g} CPU each, "
         f"{plan.embed_threads} torch threads, {args.embed_batch} rows a call; stores nothing"
     )
     rows = bench.ours + bench.ref_rows
