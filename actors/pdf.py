@@ -1,8 +1,9 @@
 """Opening PDFs held in GridFS, shared by the render and analyze actors.
 
-PyMuPDF is imported here, lazily, and without its layout add-on: PyMuPDF 2.0 imports
-`pymupdf.layout` (onnxruntime, pymupdf4llm) whenever it is installed, which costs seconds of
-CPU in every parser process, and the indexer does its own layout (`actors.layout`).
+PyMuPDF is imported here, lazily, and without its add-ons: PyMuPDF 2.0 imports
+`pymupdf.layout` and `pymupdf4llm` (which import onnxruntime) whenever they are installed,
+which costs CPU in every parser process as it starts, and the indexer does its own layout
+(`actors.layout`).
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ if TYPE_CHECKING:
 DOCUMENTS_BUCKET = "documents"
 PAGES_BUCKET = "pages"
 OPEN_DOCUMENTS_KEPT = 2
+OPTIONAL_ADD_ONS = ("pymupdf.layout", "pymupdf4llm")
 
 
 def load_pymupdf() -> ModuleType:
-    """PyMuPDF without `pymupdf.layout`: a None entry in sys.modules makes that import fail,
-    which PyMuPDF expects (the add-on is optional) and handles by leaving it out."""
-    sys.modules.setdefault("pymupdf.layout", None)
+    """PyMuPDF without `pymupdf.layout` and `pymupdf4llm` (which imports onnxruntime): a None
+    entry in sys.modules makes their import fail, which PyMuPDF expects (both add-ons are
+    optional) and handles by leaving them out."""
+    for optional in OPTIONAL_ADD_ONS:
+        sys.modules.setdefault(optional, None)
     import pymupdf
 
     return pymupdf

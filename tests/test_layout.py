@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 
 import pymupdf
 
@@ -14,6 +17,8 @@ from actors.layout import (
     chunk_page,
     page_text,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def two_column_page() -> dict:
@@ -73,3 +78,19 @@ def test_page_text_joins_blocks() -> None:
     blocks = blocks_from_dict(two_column_page())
     text = page_text(blocks)
     assert text.index("Left column") < text.index("Right column") < text.index("Footer")
+
+
+def test_pymupdf_loads_without_its_add_ons() -> None:
+    """Every parser process imports PyMuPDF as it starts: its optional add-ons (layout,
+    pymupdf4llm, and onnxruntime through them) stay out, and PyMuPDF still works."""
+    probe = (
+        "import sys; from actors.pdf import load_pymupdf; pymupdf = load_pymupdf(); "
+        "doc = pymupdf.open(); doc.new_page().insert_text((72, 72), 'hello'); "
+        "assert 'hello' in doc[0].get_text(); "
+        "print(sorted(m for m in ('pymupdf.layout', 'pymupdf4llm', 'onnxruntime') "
+        "if sys.modules.get(m) is not None))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
