@@ -47,10 +47,10 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         embed_actors, embed_cpus, embed_gpus, threads = int(min(gpus, 8)), 1.0, 1.0, 1
     elif cpus <= 4:
         # One single-threaded actor per core: on cores shared with the parsers and MongoDB,
-        # torch's threads wait on each other at every barrier (bench/pipeline.py
-        # --experiment embed-procs: 2 x 1 thread embedded the corpus in 81 CPU-s, 1 x 2
-        # threads in 103). Together they reserve at most one logical CPU so the parsers and
-        # the ontology actor (a quarter each) always fit beside them.
+        # torch's threads wait on each other at every barrier (bench/pipeline.py, side by
+        # side with --experiment embed-threads: 2 x 1 thread embedded the corpus in 77
+        # CPU-s, 1 x 2 threads in 107). Together they reserve at most one logical CPU so the
+        # parsers and the ontology actor (a quarter each) always fit beside them.
         embed_actors, embed_gpus, threads = int(cpus), 0.0, 1
         embed_cpus = min(1.0, cpus - 3 * parser_cpus) / embed_actors
     else:
