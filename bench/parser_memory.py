@@ -28,26 +28,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import socket
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
+from pipeline import bench_settings, prepare_workspace
 
 from actors.memory import MIB
 from actors.supervision import SupervisedPool
-from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
 from cluster.ray_runtime import connect_ray
 from cluster.sample_corpus import TOPICS, write_sample_pdf
-from core.db import ensure_indexes, open_client
 from core.embedded_mongo import EmbeddedMongo
-from core.settings import Secret, Settings
-from core.workspaces import create_workspace
+from core.settings import Settings
 
 RAY_CPUS = 2
 CURVE_POINTS = 10
@@ -96,38 +92,13 @@ def _picture(rng: random.Random) -> Any:
     )
 
 
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def mode_settings(mode: str, mongo_uri: str, args: argparse.Namespace) -> Settings:
-    """A fresh database; HEAD_URL a port nobody listens on (progress events are dropped)."""
+def mode_settings(mode: str, mongo_uri: str, data_dir: Path, args: argparse.Namespace) -> Settings:
+    """`bench_settings` (a fresh database, progress events dropped), with recycling on or off."""
     recycled = mode == "recycled"
-    return Settings(
-        mongodb_uri=Secret(mongo_uri),
-        mongodb_db=f"bench_{uuid.uuid4().hex[:10]}",
-        head_url=f"http://127.0.0.1:{unused_port()}",
-        publish_token=Secret("bench-no-head"),
+    return bench_settings(mongo_uri, data_dir).with_overrides(
         parser_recycle_documents=args.recycle_documents if recycled else 10**9,
         parser_recycle_rss_mb=args.recycle_rss_mb if recycled else 10**9,
     )
-
-
-async def prepare_workspace(settings: Settings, paths: list[Path]) -> str:
-    client = open_client(settings.mongodb_uri.reveal())  # type: ignore[union-attr]
-    try:
-        db = client[settings.mongodb_db]
-        await ensure_indexes(db)
-        workspace_id = str(await create_workspace(db, name="bench", owner_id="b", member_ids=[]))
-        for path in paths:
-            result = await add_document(db, workspace_id, str(path), max_bytes=10**9)
-            if result.error:
-                raise RuntimeError(f"{path}: {result.error}")
-        return workspace_id
-    finally:
-        await client.close()
 
 
 @dataclass
@@ -138,8 +109,10 @@ class ModeResult:
     pools: RunActors
 
 
-async def run_mode(mode: str, mongo_uri: str, paths: list[Path], args: Any) -> ModeResult:
-    settings = mode_settings(mode, mongo_uri, args)
+async def run_mode(
+    mode: str, mongo_uri: str, data_dir: Path, paths: list[Path], args: Any
+) -> ModeResult:
+    settings = mode_settings(mode, mongo_uri, data_dir, args)
     workspace_id = await prepare_workspace(settings, paths)
     started: list[RunActors] = []
     clock = time.monotonic()
@@ -202,10 +175,10 @@ def main() -> None:
             # Untimed: starts Ray's workers and the embed pool (the model), which the first
             # measured mode would otherwise pay alone.
             with EmbeddedMongo(folder / "mongo-warm-up", in_memory=True) as mongo:
-                asyncio.run(run_mode("kept", mongo.uri, paths[:WARM_UP_DOCUMENTS], args))
+                asyncio.run(run_mode("kept", mongo.uri, folder, paths[:WARM_UP_DOCUMENTS], args))
             for mode in modes:  # a server per mode: the modes do not share a database
                 with EmbeddedMongo(folder / f"mongo-{mode}", in_memory=True) as mongo:
-                    report(asyncio.run(run_mode(mode, mongo.uri, paths, args)))
+                    report(asyncio.run(run_mode(mode, mongo.uri, folder, paths, args)))
         finally:
             ray.shutdown()
 
