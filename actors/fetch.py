@@ -19,9 +19,9 @@ import ray
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 
-from actors.pdf import DOCUMENTS_BUCKET, open_pdf
+from actors.pdf import open_pdf
 from actors.supervision import SupervisedActor
-from core.db import Document, LazyDatabase
+from core.db import DOCUMENTS_BUCKET, Document, LazyDatabase
 from core.errors import DocumentError
 from core.settings import Settings
 

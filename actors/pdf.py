@@ -17,14 +17,12 @@ from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 from pymongo.asynchronous.database import AsyncDatabase
 
-from core.db import Document
+from core.db import DOCUMENTS_BUCKET, Document
 from core.errors import DocumentError
 
 if TYPE_CHECKING:
     import pymupdf
 
-DOCUMENTS_BUCKET = "documents"
-PAGES_BUCKET = "pages"
 OPEN_DOCUMENTS_KEPT = 2
 OPTIONAL_ADD_ONS = ("pymupdf.layout", "pymupdf4llm")
 

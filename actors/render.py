@@ -11,10 +11,10 @@ import ray
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from actors.pdf import PAGES_BUCKET, OpenDocuments
+from actors.pdf import OpenDocuments
 from actors.supervision import SupervisedActor
 from actors.telemetry import PipelineMetrics
-from core.db import Document, LazyDatabase
+from core.db import PAGES_BUCKET, Document, LazyDatabase
 from core.gridfs_batch import NewFile, insert_files
 from core.settings import Settings
 

@@ -18,8 +18,7 @@ from gridfs import AsyncGridFSBucket
 from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.fetch import check_pdf_bytes, read_local_file
-from actors.pdf import DOCUMENTS_BUCKET
-from core.db import Document
+from core.db import DOCUMENTS_BUCKET, Document
 from core.errors import DocumentError
 
 

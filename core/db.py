@@ -31,6 +31,9 @@ SERVER_SELECTION_TIMEOUT_MS = 30_000
 # The head answers browsers and probes; it must not keep them waiting on a dead server.
 HEAD_SERVER_SELECTION_TIMEOUT_MS = 5_000
 
+# GridFS buckets: the PDFs' bytes, and the page previews.
+DOCUMENTS_BUCKET = "documents"
+PAGES_BUCKET = "pages"
 GRIDFS_FILES_INDEX = IndexModel([("filename", ASCENDING), ("uploadDate", ASCENDING)])
 GRIDFS_CHUNKS_INDEX = IndexModel([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
 
@@ -54,12 +57,12 @@ INDEXES: dict[str, list[IndexModel]] = {
     "concepts": [
         IndexModel([("workspaceId", ASCENDING), ("conceptId", ASCENDING)], unique=True),
     ],
-    # GridFS buckets (`actors.pdf`): the spec's indexes, which PyMongo's uploads create on
-    # their own but the render actor's bulk writes (`core.gridfs_batch`) do not.
-    "documents.files": [GRIDFS_FILES_INDEX],
-    "documents.chunks": [GRIDFS_CHUNKS_INDEX],
-    "pages.files": [GRIDFS_FILES_INDEX],
-    "pages.chunks": [GRIDFS_CHUNKS_INDEX],
+    # The GridFS spec's indexes, which PyMongo's uploads create on their own but the render
+    # actor's bulk writes (`core.gridfs_batch`) do not.
+    f"{DOCUMENTS_BUCKET}.files": [GRIDFS_FILES_INDEX],
+    f"{DOCUMENTS_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],
+    f"{PAGES_BUCKET}.files": [GRIDFS_FILES_INDEX],
+    f"{PAGES_BUCKET}.chunks": [GRIDFS_CHUNKS_INDEX],
     "jobs": [
         IndexModel([("workspaceId", ASCENDING), ("queuedAt", DESCENDING)]),
         IndexModel([("status", ASCENDING)]),
