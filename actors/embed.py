@@ -110,7 +110,7 @@ class EmbedActor:
         chunks: list[dict[str, Any]],
         vectors: np.ndarray | None,
     ) -> None:
-        if chunks and vectors is not None:
+        if vectors is not None:
             await db.chunks.bulk_write(
                 [
                     UpdateOne(

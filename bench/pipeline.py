@@ -543,18 +543,13 @@ def experiment_omp_passive(bench: Bench) -> None:
     CPU the others need), then a warm run with it."""
     import actors.embed_pool as embed_pool
 
-    embed_pool.remove_other_pools(keep=None)
-    with patched(embed_pool, EmbedActor=_PassiveEmbedActor(embed_pool.EmbedActor)):
-        for label in ("cold", "warm"):
-            run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
-            report_experiment(f"OMP_WAIT_POLICY=PASSIVE, {label}", run, bench)
-    embed_pool.remove_other_pools(keep=None)
+    passive = _PassiveEmbedActor(embed_pool.EmbedActor)
+    cold_and_warm(bench, "OMP_WAIT_POLICY=PASSIVE", embed_pool, EmbedActor=passive)
 
 
 def experiment_embed_threads(bench: Bench) -> None:
     """EXPERIMENT: one embed actor with a torch thread per core (the plan before
     2026-11-29) instead of one single-threaded actor per core, a cold and a warm run."""
-    import actors.embed_pool as embed_pool
 
     def plan_one_embedder(cpus: float, gpus: float) -> PoolPlan:
         plan = plan_pools(cpus, gpus)
@@ -565,11 +560,21 @@ def experiment_embed_threads(bench: Bench) -> None:
             embed_threads=int(cpus),
         )
 
+    cold_and_warm(
+        bench, f"1 embed actor x {RAY_CPUS} threads", driver, plan_pools=plan_one_embedder
+    )
+
+
+def cold_and_warm(bench: Bench, what: str, module: Any, **values: Any) -> None:
+    """A cold and a warm run with `module` patched, in an embed pool of their own:
+    the project's pool is removed before (so the variant builds its own) and after."""
+    import actors.embed_pool as embed_pool
+
     embed_pool.remove_other_pools(keep=None)
-    with patched(driver, plan_pools=plan_one_embedder):
+    with patched(module, **values):
         for label in ("cold", "warm"):
             run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
-            report_experiment(f"1 embed actor x {RAY_CPUS} threads, {label}", run, bench)
+            report_experiment(f"{what}, {label}", run, bench)
     embed_pool.remove_other_pools(keep=None)
 
 
