@@ -12,6 +12,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.pdf import OpenDocuments
+from actors.png import encode_png
 from actors.supervision import SupervisedActor
 from actors.telemetry import PipelineMetrics
 from core.db import PAGES_BUCKET, Document, LazyDatabase
@@ -97,7 +98,7 @@ class RenderActor(SupervisedActor):
             page = document[page_no]
             dpi = preview_dpi(page.rect.width, page.rect.height, self._dpi)
             pixmap = page.get_pixmap(dpi=dpi)
-            png = pixmap.tobytes("png")
+            png = encode_png(pixmap)
         except Exception as exc:
             where = f"page {page_no + 1} cannot be rendered"
             raise self.parse_error("render", where, exc) from None

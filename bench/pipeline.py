@@ -19,7 +19,7 @@ ways, all on this machine:
     last, read from the aggregator's progress: the rate once the actors are up.
 (b) The same per-page work, phase after phase, in this one process, with no Ray and no
     MongoDB writes: read + sha256 + open each PDF; render every page to PNG at the same DPI
-    (`preview_dpi`, `get_pixmap`, `tobytes("png")`); `get_text("dict")` -> `blocks_from_dict`
+    (`preview_dpi`, `get_pixmap`, `encode_png`); `get_text("dict")` -> `blocks_from_dict`
     -> `page_text` -> `chunk_page`; `load_model`; `encode` of all chunks at once, with torch
     on every core. No ontology phase.
 (c) `encode` alone on the same chunks, model loaded, after a warm-up batch: best of
@@ -63,6 +63,7 @@ import ray
 import cluster.driver as driver
 from actors.layout import blocks_from_dict, chunk_page, page_text
 from actors.pdf import open_pdf
+from actors.png import encode_png
 from actors.pool import PAGE_BATCH, PoolPlan, plan_pools
 from actors.render import preview_dpi
 from cluster.documents import add_document
@@ -344,7 +345,7 @@ def plain_pipeline(paths: list[Path], dpi: int, model_name: str) -> PlainRun:
         for document in documents:
             for page in document:
                 page_dpi = preview_dpi(page.rect.width, page.rect.height, dpi)
-                page.get_pixmap(dpi=page_dpi).tobytes("png")
+                encode_png(page.get_pixmap(dpi=page_dpi))
     with phase(run, "analyze (layout, chunks)"):
         for document in documents:
             run.batches.extend(analyze_document(document))
