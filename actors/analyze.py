@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import ray
 from pymongo import DeleteMany, UpdateOne
 
 from actors.layout import (
@@ -19,7 +18,7 @@ from actors.layout import (
     page_text,
 )
 from actors.pdf import OpenDocuments
-from actors.supervision import SupervisedActor
+from actors.supervision import SupervisedActor, supervised_remote
 from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase
 from core.errors import DocumentError
@@ -34,7 +33,7 @@ TEXT_FLAGS = 0
 MAX_PAGE_TEXT_CHARS = 1_000_000
 
 
-@ray.remote(num_cpus=0.5, max_restarts=0, max_task_retries=0, max_concurrency=1)
+@supervised_remote(num_cpus=0.5)
 class AnalyzeActor(SupervisedActor):
     """Analyze phase. Resources: half a CPU, and INDEXER_PARSER_MEMORY_MB of allocations.
     Concurrency: one call at a time. Retries: replaced and retried by its SupervisedPool
@@ -42,10 +41,9 @@ class AnalyzeActor(SupervisedActor):
     (document, chunkNo) for chunks, where chunkNo = page * 10,000 + index on the page."""
 
     def __init__(self, settings: Settings, aggregator: Any) -> None:
-        self._supervise(settings)
+        self._supervise(settings, aggregator)
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
         self._documents = OpenDocuments()
-        self._aggregator = aggregator
         self._metrics = PipelineMetrics()
 
     async def analyze(

@@ -15,12 +15,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
-import ray
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 
 from actors.pdf import open_pdf
-from actors.supervision import SupervisedActor
+from actors.supervision import SupervisedActor, supervised_remote
 from core.db import DOCUMENTS_BUCKET, Document, LazyDatabase
 from core.errors import DocumentError
 from core.settings import Settings
@@ -122,7 +121,7 @@ def _repair_warning(document: Any, truncated: bool) -> str | None:
     return f"{damage}: repaired on open; some pages may be missing"
 
 
-@ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0, max_concurrency=1)
+@supervised_remote(num_cpus=0)
 class FetchActor(SupervisedActor):
     """Fetch phase. Resources: no CPU reservation (it waits on I/O; PDF checks are short),
     INDEXER_PARSER_MEMORY_MB of allocations. Concurrency: one call at a time. Retries:
@@ -130,8 +129,8 @@ class FetchActor(SupervisedActor):
     Idempotency key: the document id (GridFS bytes are stored by sha256, so a retry reuses
     them)."""
 
-    def __init__(self, settings: Settings, settings_hash: str) -> None:
-        self._supervise(settings)
+    def __init__(self, settings: Settings, settings_hash: str, aggregator: Any) -> None:
+        self._supervise(settings, aggregator)
         self._settings = settings
         self._settings_hash = settings_hash
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]

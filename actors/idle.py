@@ -1,15 +1,17 @@
 """Leaving when idle: a long-lived actor that has had no work for a while exits on its own.
 
-The embed pool outlives runs so the model loads once per cluster, but an idle pool still
-holds its CPUs or GPUs; after `idle_s` without a call it gives them back. The check runs
+The embed pool, the ontology actor and parked parser actors outlive runs so the next run
+does not start them again, but an idle actor still holds its CPUs or GPUs; after `idle_s`
+without a call it gives them back. The check runs
 as a task on the actor's event loop and exits through `ray.actor.exit_actor`, which Ray
-treats as intended (no restart), so the next run simply creates a fresh pool.
+treats as intended (no restart), so the next run simply creates fresh actors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import ray
 
@@ -19,10 +21,14 @@ CHECK_EVERY_S = 5.0
 class IdleTimer:
     """Counts calls in flight. `watch` starts the check; it needs the actor's event loop, which
     a constructor does not run in, so the actor calls it through its own handle (an actor
-    that never gets a call must leave too)."""
+    that never gets a call must leave too). `still_needed`, when given, can veto leaving (a
+    parser actor stays while the run that owns it is alive)."""
 
-    def __init__(self, idle_s: float) -> None:
+    def __init__(
+        self, idle_s: float, still_needed: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
         self._idle_s = idle_s
+        self._still_needed = still_needed
         self._in_flight = 0
         self._last_used = time.monotonic()
         self._watch: asyncio.Task[None] | None = None
@@ -47,5 +53,7 @@ class IdleTimer:
     async def _exit_when_idle(self) -> None:
         while True:
             await asyncio.sleep(min(CHECK_EVERY_S, self._idle_s))
-            if self.idle_for() >= self._idle_s:
+            if self.idle_for() < self._idle_s:
+                continue
+            if self._still_needed is None or not await self._still_needed():
                 ray.actor.exit_actor()

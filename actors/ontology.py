@@ -8,19 +8,35 @@ import ray
 from pymongo import ReplaceOne
 
 from actors.concepts import build_concepts
+from actors.idle import IdleTimer
 from core.db import LazyDatabase
 from core.settings import Settings
 
 
 @ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3, max_concurrency=1)
 class OntologyActor:
-    """Ontology phase. Resources: half a CPU, once per run. Retries: restarted and retried by
-    Ray. Idempotency key: (workspace, conceptId); concepts no longer found are removed."""
+    """Ontology phase. Resources: given by the driver, used at the end of each run; shared by
+    the runs with the same settings and left after INDEXER_PARSER_IDLE_S idle (see
+    `actors.spares`). Retries: restarted and retried by Ray. Idempotency key: (workspace,
+    conceptId); concepts no longer found are removed."""
 
     def __init__(self, settings: Settings) -> None:
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
+        self._idle = IdleTimer(settings.parser_idle_s)
+        ray.get_runtime_context().current_actor.watch_idle.remote()
+
+    async def watch_idle(self) -> None:
+        """Start the idle check (see `actors.idle`); the constructor sends this call."""
+        self._idle.watch()
 
     async def build(self, workspace_id: str) -> int:
+        self._idle.busy()
+        try:
+            return await self._build(workspace_id)
+        finally:
+            self._idle.done()
+
+    async def _build(self, workspace_id: str) -> int:
         db = self._db.get()
         cursor = db.chunks.find(
             {"workspaceId": workspace_id}, {"documentId": 1, "chunkNo": 1, "text": 1}

@@ -6,12 +6,14 @@ supervision.py because the actor modules import that one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from actors.analyze import AnalyzeActor
 from actors.fetch import FetchActor
 from actors.pool import PoolPlan
 from actors.render import RenderActor
+from actors.spares import claim_spares, keeps_parsers, remove_other_spares, spare_key, spawn_options
 from actors.supervision import ParserLimits, SupervisedPool, pages_label
 from core.settings import Settings
 
@@ -25,36 +27,52 @@ def _page_batch_label(args: tuple[Any, ...]) -> str:
     return pages_label(args[4])
 
 
-def parser_pools(
+async def parser_pools(
     settings: Settings, plan: PoolPlan, fingerprint: str, aggregator: Any
 ) -> tuple[SupervisedPool, SupervisedPool, SupervisedPool]:
-    """(fetch, render, analyze) pools sized by `plan`, with the settings' limits."""
+    """(fetch, render, analyze) pools sized by `plan`, with the settings' limits: parked
+    actors of an earlier run first (`actors.spares`), new ones for the rest."""
     limits = ParserLimits.from_settings(settings)
-    render = RenderActor.options(num_cpus=plan.render_cpus)
-    analyze = AnalyzeActor.options(num_cpus=plan.analyze_cpus)
+    key = spare_key(settings, plan)
+    keep = keeps_parsers(settings)
+    if keep:
+        await remove_other_spares(key, aggregator)
+
+    async def claimed(phase: str, count: int) -> list[tuple[Any, int]]:
+        return await claim_spares(key, phase, count, aggregator) if keep else []
+
+    def spawn(actor_class: Any, phase: str, *args: Any, **resources: float) -> Callable[[], Any]:
+        """A new actor each call: a name of its own when it may be parked later."""
+        return lambda: actor_class.options(
+            **resources, **(spawn_options(key, phase) if keep else {})
+        ).remote(*args)
+
     return (
         SupervisedPool(
             "fetch",
-            lambda: FetchActor.remote(settings, fingerprint),
+            spawn(FetchActor, "fetch", settings, fingerprint, aggregator),
             plan.fetch_actors,
             limits,
             document_of=lambda args: str(args[0]["_id"]),
             describe=lambda args: "the document",
+            claimed=await claimed("fetch", plan.fetch_actors),
         ),
         SupervisedPool(
             "render",
-            lambda: render.remote(settings, aggregator),
+            spawn(RenderActor, "render", settings, aggregator, num_cpus=plan.render_cpus),
             plan.render_actors,
             limits,
             document_of=_page_batch_document,
             describe=_page_batch_label,
+            claimed=await claimed("render", plan.render_actors),
         ),
         SupervisedPool(
             "analyze",
-            lambda: analyze.remote(settings, aggregator),
+            spawn(AnalyzeActor, "analyze", settings, aggregator, num_cpus=plan.analyze_cpus),
             plan.analyze_actors,
             limits,
             document_of=_page_batch_document,
             describe=_page_batch_label,
+            claimed=await claimed("analyze", plan.analyze_actors),
         ),
     )

@@ -7,13 +7,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import ray
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.pdf import OpenDocuments
 from actors.png import encode_png
-from actors.supervision import SupervisedActor
+from actors.supervision import SupervisedActor, supervised_remote
 from actors.telemetry import PipelineMetrics
 from core.db import PAGES_BUCKET, Document, LazyDatabase
 from core.gridfs_batch import NewFile, insert_files
@@ -31,7 +30,7 @@ def preview_dpi(width_pt: float, height_pt: float, dpi: int) -> int:
     return max(1, int(dpi * math.sqrt(MAX_PREVIEW_PIXELS / pixels)))
 
 
-@ray.remote(num_cpus=0.5, max_restarts=0, max_task_retries=0, max_concurrency=1)
+@supervised_remote(num_cpus=0.5)
 class RenderActor(SupervisedActor):
     """Render phase. Resources: half a CPU, and INDEXER_PARSER_MEMORY_MB of allocations.
     Concurrency: one call at a time. Retries: replaced and retried by its SupervisedPool
@@ -39,11 +38,10 @@ class RenderActor(SupervisedActor):
     GridFS file is named `{document}/{sha256}/{dpi}/{page}.png` and reused when present."""
 
     def __init__(self, settings: Settings, aggregator: Any) -> None:
-        self._supervise(settings)
+        self._supervise(settings, aggregator)
         self._dpi = settings.render_dpi
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
         self._documents = OpenDocuments()
-        self._aggregator = aggregator
         self._metrics = PipelineMetrics()
 
     async def render(

@@ -24,8 +24,12 @@ as `actors.pool.ActorPool`), which:
   takes no new call, its replacement is started at once, and it is killed when its call
   has ended.
 
+At the end of a run the pool parks its idle actors for the next run with the same
+settings (`actors.spares`), unless INDEXER_PARSER_IDLE_S is 0; a parked actor carries the
+count of documents it has parsed, so recycling holds across runs.
+
 The actor side is `SupervisedActor`, mixed into the parser actors: a readiness probe, the
-measured call wrapper, and the memory cap of `actors.memory`.
+measured call wrapper, the memory cap of `actors.memory`, and claiming and parking.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
+from actors.idle import IdleTimer
 from actors.memory import MIB, cap_allocations, is_out_of_memory, rss_bytes
 from actors.pdf import load_pymupdf
 from core.errors import DocumentError, RunError
@@ -52,6 +57,9 @@ STRIKES_TO_FAIL = 2
 # not forever.
 MAX_ATTEMPTS = 6
 HISTORY_KEPT = 10_000
+# Parser actors take claim and park calls in a concurrency group of their own, so a run
+# looking for parked actors is never queued behind another run's page on a busy one.
+CONTROL_GROUP = "control"
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class _Member:
     ready: Any  # ObjectRef of `ready()`: the actor is constructed and has imported MuPDF
     is_ready: bool = False  # `ready` answered
     documents: set[str] = field(default_factory=set)
+    documents_before: int = 0  # parsed in earlier runs (a parked actor claimed by this pool)
     in_flight: int = 0
     retired: bool = False  # takes no new calls
     killed: bool = False  # killed by the pool: a call that dies with it is not to blame
@@ -116,6 +125,7 @@ class SupervisedPool:
         size: how many actors the pool keeps.
         document_of: the document a call's arguments belong to (recycling counts these).
         describe: what a call's arguments cover, for errors ("pages 5-8", "the document").
+        claimed: parked actors this pool takes over, each with the documents it has parsed.
     """
 
     def __init__(
@@ -127,6 +137,7 @@ class SupervisedPool:
         *,
         document_of: Callable[[tuple[Any, ...]], str],
         describe: Callable[[tuple[Any, ...]], str],
+        claimed: Collection[tuple[Any, int]] = (),
     ) -> None:
         self.phase = phase
         self.limits = limits
@@ -142,13 +153,15 @@ class SupervisedPool:
         self._idle: asyncio.Queue[_Member] = asyncio.Queue()
         self._members: list[_Member] = []
         self._watchers: list[asyncio.Future[None]] = []
-        for _ in range(size):
+        for handle, documents in list(claimed)[:size]:
+            self._add_member(handle, documents)
+        while len(self._members) < size:
             self._add_member()
 
     @property
     def actors(self) -> list[Any]:
-        """Handles of the actors alive now, a retiring one included (the driver kills them
-        at the end of the run)."""
+        """Handles of the actors alive now, a retiring one included; after `release`, the
+        parked ones."""
         return [m.handle for m in self._members if not m.dead]
 
     @property
@@ -208,7 +221,7 @@ class SupervisedPool:
             if member.retired:
                 continue  # a slot of an actor that left
             if document not in member.documents and (
-                len(member.documents) >= self.limits.recycle_documents
+                len(member.documents) + member.documents_before >= self.limits.recycle_documents
             ):
                 self._retire(member, "documents")
                 continue
@@ -303,15 +316,57 @@ class SupervisedPool:
         if member in self._members:
             self._members.remove(member)
 
-    def _add_member(self) -> None:
-        handle = self._spawn()
+    def _add_member(self, handle: Any = None, documents_before: int = 0) -> None:
+        """A new actor, or a claimed one when `handle` is given."""
+        if handle is None:
+            handle = self._spawn()
         self._started += 1
-        member = _Member(handle=handle, ready=handle.ready.remote(), number=self._started)
+        member = _Member(
+            handle=handle,
+            ready=handle.ready.remote(),
+            number=self._started,
+            documents_before=documents_before,
+        )
         self._members.append(member)
         self._idle.put_nowait(member)  # its one slot
 
+    async def release(self, *, park: bool) -> None:
+        """The run is over: park the actors that are idle and healthy for the next run (when
+        `park`), kill the others."""
+        parking = []
+        for member in list(self._members):
+            if park and self._can_park(member):
+                documents = len(member.documents) + member.documents_before
+                parking.append(_as_future(member.handle.park.remote(documents)))
+                member.retired = True  # alive, parked: this pool gives it no more calls
+            else:
+                self._kill(member)
+        await asyncio.gather(*parking, return_exceptions=True)  # an actor gone meanwhile
+
+    def _can_park(self, member: _Member) -> bool:
+        """Not retiring, no call running, not grown. One still starting is parked too: its
+        `park` call waits for the constructor, and fails harmlessly when that fails."""
+        return (
+            not member.retired
+            and member.in_flight == 0
+            and member.last_rss <= self.limits.recycle_rss_bytes
+        )
+
     def _error(self, args: tuple[Any, ...], what: str) -> DocumentError:
         return DocumentError(self.phase, f"{self._describe(args)}: {what}")
+
+
+def supervised_remote(num_cpus: float) -> Callable[[type], Any]:
+    """`ray.remote` with what every supervised parser actor needs: one call at a time, no
+    restarts or retries by Ray (its SupervisedPool decides those), and the control group
+    that claim and park run in."""
+    return ray.remote(
+        num_cpus=num_cpus,
+        max_restarts=0,
+        max_task_retries=0,
+        max_concurrency=1,
+        concurrency_groups={CONTROL_GROUP: 1},
+    )
 
 
 def _as_future(ref: Any) -> asyncio.Future[Any]:
@@ -333,21 +388,57 @@ class SupervisedActor:
 
     _memory_mb: int = 0
 
-    def _supervise(self, settings: Settings) -> None:
+    def _supervise(self, settings: Settings, aggregator: Any) -> None:
         """Cap what the process may allocate from now on. MuPDF is imported first so its
-        footprint counts as the actor's own, not as the pages' budget."""
+        footprint counts as the actor's own, not as the pages' budget. `aggregator` is the
+        run that owns the actor (None while parked)."""
         load_pymupdf()
         self._memory_mb = settings.parser_memory_mb
         cap_allocations(settings.parser_memory_mb * MIB)
+        self._aggregator = aggregator
+        self._documents_before = 0
+        # Idle and parked, or owned by a run that is gone (its driver was killed): leave.
+        self._idle = IdleTimer(settings.parser_idle_s, still_needed=self._owned_by_live_run)
 
     async def ready(self) -> int:
-        """Readiness probe: answers once the constructor ran; the process id, for tests."""
+        """Readiness probe: answers once the constructor ran; the process id, for tests.
+        Its pool calls it first, so this is where the idle check starts."""
+        self._idle.watch()
         return os.getpid()
 
     async def measured(self, method: str, *args: Any) -> tuple[Any, int]:
         """Run `method` and report this process's RSS with its result (for recycling)."""
-        value = await getattr(self, method)(*args)
+        self._idle.busy()
+        try:
+            value = await getattr(self, method)(*args)
+        finally:
+            self._idle.done()
         return value, rss_bytes()
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    async def park(self, documents: int) -> None:
+        """Wait for the next run: owned by none, `documents` parsed so far."""
+        self._aggregator = None
+        self._documents_before = documents
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    async def claim(self, aggregator: Any) -> int | None:
+        """Join the run of `aggregator`: the documents parsed so far (its pool counts them
+        towards recycling), or None when another run claimed this actor first. Calls run
+        one at a time, so two runs cannot both claim it."""
+        if self._aggregator is not None:
+            return None
+        self._aggregator = aggregator
+        return self._documents_before
+
+    async def _owned_by_live_run(self) -> bool:
+        if self._aggregator is None:
+            return False
+        try:
+            await self._aggregator.snapshot.remote()
+        except RayActorError:
+            return False
+        return True
 
     def parse_error(self, phase: str, where: str, exc: BaseException) -> DocumentError:
         """A DocumentError for an exception MuPDF (or Python) raised on a document."""

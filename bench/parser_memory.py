@@ -93,7 +93,7 @@ def _picture(rng: random.Random) -> Any:
 
 
 def mode_settings(mode: str, mongo_uri: str, data_dir: Path, args: argparse.Namespace) -> Settings:
-    """`bench_settings` (a fresh database, progress events dropped), with recycling on or off."""
+    """`bench_settings` (progress events dropped), with recycling on or off."""
     recycled = mode == "recycled"
     return bench_settings(mongo_uri, data_dir).with_overrides(
         parser_recycle_documents=args.recycle_documents if recycled else 10**9,

@@ -16,7 +16,7 @@ plus a few no-op tasks as Ray's benchmark does so worker start-up is not timed),
 this order:
 
 ours  `run_index` against an in-memory EmbeddedMongo, timed as bench/pipeline.py times it
-      (fresh database each, no head: progress events are dropped). It does more than the
+      (a new workspace each, no head: progress events are dropped). It does more than the
       reference: fetch from GridFS with sha256, PNG previews of every page, layout (reading
       order, headings), chunks of 180 words with 30 of overlap, embedding, the ontology
       phase, progress, and it writes all of it to MongoDB.

@@ -27,10 +27,10 @@ from ray.exceptions import RayActorError
 from actors.embed_pool import embed_pool
 from actors.fetch import FetchedDocument
 from actors.layout import CHUNK_OVERLAP_WORDS, CHUNK_WORDS
-from actors.ontology import OntologyActor
 from actors.parser_pools import parser_pools
 from actors.pool import PAGE_BATCH, ActorPool, PoolPlan, plan_pools
 from actors.progress import ProgressAggregator
+from actors.spares import keeps_parsers, ontology_actor
 from actors.supervision import SupervisedPool, pages_label
 from cluster.ray_runtime import cluster_size
 from core.db import Document, ensure_indexes, open_client, require_uri
@@ -90,10 +90,16 @@ class RunActors:
     ontology: Any
     aggregator: Any
 
-    def run_actors(self) -> list[Any]:
-        """The actors that live for this run only (the embed pool outlives it)."""
-        actors = [*self.fetch.actors, *self.render.actors, *self.analyze.actors]
-        return [*actors, self.ontology, self.aggregator]
+    async def release(self, settings: Settings) -> None:
+        """The run is over: parser actors are parked for the next run or killed (see
+        `actors.spares`); the aggregator is the run's own. The embed pool outlives runs."""
+        keep = keeps_parsers(settings)
+        ray.kill(self.aggregator)  # first: actors left owned by it leave when idle
+        if not keep:
+            ray.kill(self.ontology)
+        await asyncio.gather(
+            *(p.release(park=keep) for p in (self.fetch, self.render, self.analyze))
+        )
 
 
 class _PhaseClock:
@@ -116,15 +122,15 @@ class _PhaseClock:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + elapsed
 
 
-def create_pools(settings: Settings, workspace_id: str, plan: PoolPlan) -> RunActors:
+async def create_pools(settings: Settings, workspace_id: str, plan: PoolPlan) -> RunActors:
     aggregator = ProgressAggregator.remote(settings, workspace_id)
-    fetch, render, analyze = parser_pools(settings, plan, settings_hash(settings), aggregator)
+    pools = await parser_pools(settings, plan, settings_hash(settings), aggregator)
     return RunActors(
-        fetch=fetch,
-        render=render,
-        analyze=analyze,
+        fetch=pools[0],
+        render=pools[1],
+        analyze=pools[2],
         embed=ActorPool(embed_pool(settings, plan)),
-        ontology=OntologyActor.options(num_cpus=plan.ontology_cpus).remote(settings),
+        ontology=ontology_actor(settings, plan),
         aggregator=aggregator,
     )
 
@@ -168,7 +174,7 @@ class IndexRun:
             self._phase = "ontology"
             aggregator.set_phase.remote("ontology")
             self._clock.enter("ontology")
-            concepts = await self._pools.ontology.build.remote(self._workspace_id)
+            concepts = await self._build_ontology()
             self._clock.leave("ontology")
             self._phase = "finalize"
             aggregator.set_phase.remote("finalize")
@@ -203,6 +209,22 @@ class IndexRun:
             phase_seconds=dict(self._clock.seconds),
             error=error,
         )
+
+    async def _build_ontology(self) -> int:
+        try:
+            return await self._ontology().build.remote(self._workspace_id)
+        except RayActorError:
+            if not keeps_parsers(self._settings):
+                raise
+            # it left, idle, between the look-up and the call
+            return await self._ontology().build.remote(self._workspace_id)
+
+    def _ontology(self) -> Any:
+        """The run's ontology actor. A kept one is looked up again: it leaves when idle, and
+        a run can be busy with its pages for longer than INDEXER_PARSER_IDLE_S."""
+        if keeps_parsers(self._settings):
+            self._pools.ontology = ontology_actor(self._settings, self._plan)
+        return self._pools.ontology
 
     async def _counts(self) -> tuple[int, int]:
         cursor = self._db.documents.find(
@@ -353,7 +375,7 @@ async def run_index(
             plan=asdict(plan),
         )
         heartbeat = asyncio.create_task(_heartbeat(db, job_id))
-        pools = create_pools(settings, workspace_id, plan)
+        pools = await create_pools(settings, workspace_id, plan)
         if on_start is not None:
             on_start(pools)
 
@@ -367,8 +389,7 @@ async def run_index(
             await update_job(db, job_id, events=summary.events)
         finally:
             heartbeat.cancel()
-            for actor in pools.run_actors():
-                ray.kill(actor)
+            await pools.release(settings)
         return summary
     finally:
         await client.close()

@@ -78,6 +78,7 @@ class Settings:
     parser_memory_mb: int = 2048
     parser_recycle_documents: int = 100
     parser_recycle_rss_mb: int = 1024
+    parser_idle_s: int = 600
 
     def require_nextauth_secret(self) -> Secret:
         """Return NEXTAUTH_SECRET or fail with a one-line error naming it."""
@@ -173,4 +174,5 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         parser_memory_mb=_int(environ, "INDEXER_PARSER_MEMORY_MB", 2048, minimum=16),
         parser_recycle_documents=_int(environ, "INDEXER_PARSER_RECYCLE_DOCUMENTS", 100),
         parser_recycle_rss_mb=_int(environ, "INDEXER_PARSER_RECYCLE_RSS_MB", 1024, minimum=16),
+        parser_idle_s=_int(environ, "INDEXER_PARSER_IDLE_S", 600, minimum=0),
     )

@@ -25,7 +25,13 @@ from ray.exceptions import RayActorError
 from actors.fetch import inspect_pdf
 from actors.memory import MIB, is_out_of_memory
 from actors.render import MAX_PREVIEW_PIXELS
-from actors.supervision import ParserLimits, SupervisedActor, SupervisedPool, pages_label
+from actors.supervision import (
+    ParserLimits,
+    SupervisedActor,
+    SupervisedPool,
+    pages_label,
+    supervised_remote,
+)
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
 from cluster.ray_runtime import connect_ray
@@ -319,10 +325,10 @@ def worker_actor() -> Any:
     """A parser stand-in whose calls block (as MuPDF calls do), hold memory, or crash the
     process. Defined in a function so Ray ships it by value to its workers."""
 
-    @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0, max_concurrency=1)
+    @supervised_remote(num_cpus=0)
     class Worker(SupervisedActor):
         def __init__(self, settings: Settings) -> None:
-            self._supervise(settings)
+            self._supervise(settings, aggregator=None)
             self._held: list[bytes] = []
 
         async def work(self, document: str, seconds: float = 0, hold_mb: int = 0) -> int:

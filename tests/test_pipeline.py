@@ -353,3 +353,89 @@ async def test_embed_pool_outlives_runs_and_leaves_when_idle(
         assert time.monotonic() < deadline, "the idle pool never left"
         await asyncio.sleep(0.5)
     await db.client.drop_database(other_db.name)
+
+
+def parser_names(prefix: str = "parser-") -> set[str]:
+    return {
+        entry["name"]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry["name"].startswith(prefix)
+    }
+
+
+async def pids(actors: list[Any]) -> list[int]:
+    return sorted(await asyncio.gather(*(actor.ready.remote() for actor in actors)))
+
+
+async def test_parser_actors_are_parked_for_the_next_run(local_ray, corpus, settings, db) -> None:
+    """A run parks its parser actors and the next run with the same settings claims them
+    (no process started); their documents count towards recycling across runs; a run with
+    other settings removes them; parked and idle, they leave."""
+    runs: list[RunActors] = []
+    handles: list[dict[str, list[Any]]] = []  # each run's parser actors when it started
+
+    def pools(run: RunActors) -> list[Any]:
+        return [run.fetch, run.render, run.analyze]
+
+    def started(run: RunActors) -> None:
+        runs.append(run)
+        handles.append({pool.phase: list(pool.actors) for pool in pools(run)})
+
+    async def index_one(run_settings: Any) -> None:
+        workspace_id = str(await create_workspace(db, name="W", owner_id="a", member_ids=[]))
+        await add_document(db, workspace_id, str(corpus["good"][2]), max_bytes=10**9)
+        summary = await run_index(run_settings, workspace_id, on_start=started)
+        assert summary.status == "succeeded", summary
+
+    async def first_pids() -> dict[str, list[int]]:
+        """The pids of the last run's parser actors when it started (parked now)."""
+        return {phase: await pids(actors) for phase, actors in handles[-1].items()}
+
+    await index_one(settings)
+    first = await first_pids()
+    kept = parser_names()
+    assert len(kept) == 3
+    assert len(parser_names("ontology-")) == 1
+    await index_one(settings)
+    assert await first_pids() == first, "the next run started new parser actors"
+
+    recycling = settings.with_overrides(parser_recycle_documents=1)
+    await index_one(recycling)  # other settings: the others' parked actors go
+    assert not kept & parser_names()
+    third = await first_pids()
+    assert all(not set(third[phase]) & set(first[phase]) for phase in third)
+    assert not any(pool.recycles for pool in pools(runs[2]))
+    await index_one(recycling)
+    for pool in pools(runs[3]):
+        # the claimed actor had parsed one document: a limit of 1 retires it at once
+        assert [r.reason for r in pool.recycles] == ["documents"], pool.phase
+        assert pool.started == 2, pool.phase  # the claimed one and its replacement
+
+    await index_one(settings.with_overrides(parser_idle_s=1))
+    deadline = time.monotonic() + 60
+    while parser_names() or parser_names("ontology-"):
+        assert time.monotonic() < deadline, "parked actors never left"
+        await asyncio.sleep(0.5)
+
+
+async def test_a_parser_actor_whose_run_is_gone_leaves(local_ray, settings) -> None:
+    """Parser actors are detached (they may be parked), so one whose driver was killed must
+    leave on its own: idle, it asks its run's aggregator, and goes when that is gone."""
+    from actors.pool import plan_pools
+    from actors.progress import ProgressAggregator
+    from actors.render import RenderActor
+    from actors.spares import spare_key, spawn_options
+
+    quick = settings.with_overrides(parser_idle_s=1)
+    aggregator = ProgressAggregator.remote(quick, "w")
+    options = spawn_options(spare_key(quick, plan_pools(2, 0)), "render")
+    actor = RenderActor.options(num_cpus=0.25, **options).remote(quick, aggregator)
+    await actor.ready.remote()
+    assert options["name"] in parser_names()
+    assert await actor.claim.remote(aggregator) is None  # owned: nobody else may claim it
+
+    ray.kill(aggregator)
+    deadline = time.monotonic() + 60
+    while options["name"] in parser_names():
+        assert time.monotonic() < deadline, "the orphaned actor never left"
+        await asyncio.sleep(0.5)

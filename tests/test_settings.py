@@ -17,6 +17,7 @@ def test_defaults() -> None:
     assert settings.head_url == "http://127.0.0.1:4000"
     assert settings.mongodb_uri is None
     assert settings.redis_url is None
+    assert settings.parser_idle_s == 600
 
 
 def test_values_are_read() -> None:
@@ -27,9 +28,11 @@ def test_values_are_read() -> None:
             "NEXTAUTH_SECRET": "s3cr3t",
             "REDIS_URL": "redis://r:6379/0",
             "WEB_APP_URL": "https://app.example/",
+            "INDEXER_PARSER_IDLE_S": "0",
         }
     )
     assert settings.port == 4100
+    assert settings.parser_idle_s == 0
     assert settings.head_url == "http://127.0.0.1:4100"
     assert settings.web_app_url == "https://app.example"
     assert settings.nextauth_secret == Secret("s3cr3t")
@@ -43,6 +46,7 @@ def test_values_are_read() -> None:
         ({"WEB_APP_URL": "ftp://x"}, "WEB_APP_URL"),
         ({"REDIS_URL": "http://x"}, "REDIS_URL"),
         ({"MONGODB_URI": "postgres://x"}, "MONGODB_URI"),
+        ({"INDEXER_PARSER_IDLE_S": "-1"}, "INDEXER_PARSER_IDLE_S"),
     ],
 )
 def test_bad_values_name_the_variable(environ: dict[str, str], name: str) -> None:

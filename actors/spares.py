@@ -1,0 +1,120 @@
+"""Parser actors kept between runs, so a run does not start them again.
+
+Starting a parser actor costs about 2 CPU-seconds (a worker process, Ray, MuPDF, PyMongo),
+and a run's fetch, render and analyze actors start before its first page can move: on a
+small cluster that is seconds of a short run (bench/pipeline.py). So a run ends by parking
+its healthy, idle parser actors (`SupervisedPool.release`), and the next run with the same
+settings and pool plan claims them by name instead of starting new ones.
+
+- Parser actors are named `parser-{key}-{phase}-{id}` and detached, so they outlive the
+  driver that started them; `key` hashes the settings (the database URI hashed again, never
+  shown) and the plan, so a claimed actor is one this run could have started itself.
+- `claim` hands a parked actor to exactly one run (see `SupervisedActor.claim`); from then
+  on its pool supervises it as its own.
+- A parked actor leaves after INDEXER_PARSER_IDLE_S without a call; one whose run is gone
+  (its driver killed) leaves as well. A run with another key removes the parked actors of
+  other keys, so they never hold the CPUs its own actors need.
+- The ontology actor is kept the same way, as one named actor per key that runs share.
+- INDEXER_PARSER_IDLE_S=0 keeps nothing: actors are unnamed and die with their run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from actors.embed_pool import NAMESPACE
+from actors.ontology import OntologyActor
+from actors.pool import PoolPlan
+from core.settings import Settings
+
+NAME_PREFIX = "parser"
+ONTOLOGY_PREFIX = "ontology"
+
+
+def keeps_parsers(settings: Settings) -> bool:
+    return settings.parser_idle_s > 0
+
+
+def spare_key(settings: Settings, plan: PoolPlan) -> str:
+    """What actors must share to be interchangeable; no secret appears in it."""
+    uri = settings.mongodb_uri.reveal() if settings.mongodb_uri else ""
+    key = {
+        "settings": repr(settings),  # Secret fields print masked
+        "uri": hashlib.sha256(uri.encode()).hexdigest(),
+        "plan": asdict(plan),
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def spawn_options(key: str, phase: str) -> dict[str, Any]:
+    """Ray options for a new parser actor that later runs can claim."""
+    return {
+        "name": f"{NAME_PREFIX}-{key}-{phase}-{uuid.uuid4().hex[:12]}",
+        "namespace": NAMESPACE,
+        "lifetime": "detached",
+    }
+
+
+def ontology_actor(settings: Settings, plan: PoolPlan) -> Any:
+    """The ontology actor for a run: the kept one of this key, created when missing."""
+    options: dict[str, Any] = {"num_cpus": plan.ontology_cpus}
+    if keeps_parsers(settings):
+        name = f"{ONTOLOGY_PREFIX}-{spare_key(settings, plan)}"
+        options |= {"name": name, "namespace": NAMESPACE, "lifetime": "detached"}
+        options["get_if_exists"] = True
+    return OntologyActor.options(**options).remote(settings)
+
+
+async def claim_spares(key: str, phase: str, count: int, aggregator: Any) -> list[tuple[Any, int]]:
+    """Up to `count` parked actors of `phase`, each with the documents it has parsed."""
+    claimed: list[tuple[Any, int]] = []
+    for name in _names(f"{NAME_PREFIX}-{key}-{phase}-"):
+        if len(claimed) == count:
+            break
+        handle = await _claim(name, aggregator)
+        if handle is not None:
+            claimed.append(handle)
+    return claimed
+
+
+async def remove_other_spares(keep: str, aggregator: Any) -> list[str]:
+    """Kill the parked actors and ontology actors of every other key; return their names."""
+    removed = []
+    for name in _names(f"{ONTOLOGY_PREFIX}-"):
+        if name != f"{ONTOLOGY_PREFIX}-{keep}":
+            with contextlib.suppress(ValueError):  # left on its own meanwhile
+                ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+                removed.append(name)
+    for name in _names(f"{NAME_PREFIX}-"):
+        if name.startswith(f"{NAME_PREFIX}-{keep}-"):
+            continue
+        claimed = await _claim(name, aggregator)
+        if claimed is not None:  # claimed first: one another run works with is left alone
+            ray.kill(claimed[0], no_restart=True)
+            removed.append(name)
+    return removed
+
+
+async def _claim(name: str, aggregator: Any) -> tuple[Any, int] | None:
+    try:
+        handle = ray.get_actor(name, namespace=NAMESPACE)
+        documents = await handle.claim.remote(aggregator)
+    except (ValueError, RayActorError):  # left (idle) or died since it was listed
+        return None
+    return None if documents is None else (handle, documents)
+
+
+def _names(prefix: str) -> list[str]:
+    return sorted(
+        entry["name"]
+        for entry in ray.util.list_named_actors(all_namespaces=True)
+        if entry["namespace"] == NAMESPACE and entry["name"].startswith(prefix)
+    )
