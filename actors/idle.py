@@ -21,14 +21,15 @@ CHECK_EVERY_S = 5.0
 class IdleTimer:
     """Counts calls in flight. `watch` starts the check; it needs the actor's event loop, which
     a constructor does not run in, so the actor calls it through its own handle (an actor
-    that never gets a call must leave too). `still_needed`, when given, can veto leaving (a
-    parser actor stays while the run that owns it is alive)."""
+    that never gets a call must leave too). By default an actor leaves once idle for
+    `idle_s`; `should_leave`, given the seconds idle, decides instead (a parser actor owned
+    by a run stays while that run lives, and leaves as soon as it is gone)."""
 
     def __init__(
-        self, idle_s: float, still_needed: Callable[[], Awaitable[bool]] | None = None
+        self, idle_s: float, should_leave: Callable[[float], Awaitable[bool]] | None = None
     ) -> None:
         self._idle_s = idle_s
-        self._still_needed = still_needed
+        self._should_leave = should_leave or self._idle_long_enough
         self._in_flight = 0
         self._last_used = time.monotonic()
         self._watch: asyncio.Task[None] | None = None
@@ -50,10 +51,11 @@ class IdleTimer:
     def idle_for(self) -> float:
         return 0.0 if self._in_flight else time.monotonic() - self._last_used
 
+    async def _idle_long_enough(self, idle_for: float) -> bool:
+        return idle_for >= self._idle_s
+
     async def _exit_when_idle(self) -> None:
         while True:
             await asyncio.sleep(min(CHECK_EVERY_S, self._idle_s))
-            if self.idle_for() < self._idle_s:
-                continue
-            if self._still_needed is None or not await self._still_needed():
+            if not self._in_flight and await self._should_leave(self.idle_for()):
                 ray.actor.exit_actor()

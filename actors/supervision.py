@@ -397,8 +397,8 @@ class SupervisedActor:
         cap_allocations(settings.parser_memory_mb * MIB)
         self._aggregator = aggregator
         self._documents_before = 0
-        # Idle and parked, or owned by a run that is gone (its driver was killed): leave.
-        self._idle = IdleTimer(settings.parser_idle_s, still_needed=self._owned_by_live_run)
+        self._idle_s = settings.parser_idle_s
+        self._idle = IdleTimer(settings.parser_idle_s, should_leave=self._unused)
 
     async def ready(self) -> int:
         """Readiness probe: answers once the constructor ran; the process id, for tests.
@@ -431,14 +431,16 @@ class SupervisedActor:
         self._aggregator = aggregator
         return self._documents_before
 
-    async def _owned_by_live_run(self) -> bool:
+    async def _unused(self, idle_for: float) -> bool:
+        """Parked and idle for INDEXER_PARSER_IDLE_S, or idle and owned by a run that is
+        gone (its driver was killed, so nobody would park it): the CPUs it holds go back."""
         if self._aggregator is None:
-            return False
+            return idle_for >= self._idle_s
         try:
             await self._aggregator.snapshot.remote()
         except RayActorError:
-            return False
-        return True
+            return True
+        return False
 
     def parse_error(self, phase: str, where: str, exc: BaseException) -> DocumentError:
         """A DocumentError for an exception MuPDF (or Python) raised on a document."""

@@ -420,22 +420,23 @@ async def test_parser_actors_are_parked_for_the_next_run(local_ray, corpus, sett
 
 async def test_a_parser_actor_whose_run_is_gone_leaves(local_ray, settings) -> None:
     """Parser actors are detached (they may be parked), so one whose driver was killed must
-    leave on its own: idle, it asks its run's aggregator, and goes when that is gone."""
+    leave on its own, long before INDEXER_PARSER_IDLE_S (600 s here): idle, it asks its
+    run's aggregator every few seconds, and goes when that is gone."""
     from actors.pool import plan_pools
     from actors.progress import ProgressAggregator
     from actors.render import RenderActor
     from actors.spares import spare_key, spawn_options
 
-    quick = settings.with_overrides(parser_idle_s=1)
-    aggregator = ProgressAggregator.remote(quick, "w")
-    options = spawn_options(spare_key(quick, plan_pools(2, 0)), "render")
-    actor = RenderActor.options(num_cpus=0.25, **options).remote(quick, aggregator)
+    assert settings.parser_idle_s == 600
+    aggregator = ProgressAggregator.remote(settings, "w")
+    options = spawn_options(spare_key(settings, plan_pools(2, 0)), "render")
+    actor = RenderActor.options(num_cpus=0.25, **options).remote(settings, aggregator)
     await actor.ready.remote()
     assert options["name"] in parser_names()
     assert await actor.claim.remote(aggregator) is None  # owned: nobody else may claim it
 
     ray.kill(aggregator)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 30
     while options["name"] in parser_names():
         assert time.monotonic() < deadline, "the orphaned actor never left"
         await asyncio.sleep(0.5)
