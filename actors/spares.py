@@ -28,7 +28,7 @@ from dataclasses import asdict
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayError
 
 from actors.embed_pool import NAMESPACE
 from actors.ontology import OntologyActor
@@ -106,8 +106,14 @@ async def remove_other_spares(keep: str, aggregator: Any) -> list[str]:
 async def _claim(name: str, aggregator: Any) -> tuple[Any, int] | None:
     try:
         handle = ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:  # left (idle) since it was listed
+        return None
+    try:
         documents = await handle.claim.remote(aggregator)
-    except (ValueError, RayActorError):  # left (idle) or died since it was listed
+    except RayActorError:  # died since it was listed
+        return None
+    except RayError:  # alive but cannot take a call (out of memory): of no use to anyone
+        ray.kill(handle, no_restart=True)
         return None
     return None if documents is None else (handle, documents)
 
