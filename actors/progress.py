@@ -49,6 +49,7 @@ class ProgressAggregator:
         self._tasks: list[asyncio.Task[None]] = []
         self.events_sent: dict[str, int] = {}
         self._metrics = PipelineMetrics()
+        self._started = False  # no update before `index:started`, whatever arrives first
 
     async def start(self, docs_total: int) -> None:
         self._progress.docs_total = docs_total
@@ -57,9 +58,11 @@ class ProgressAggregator:
         await self._db.get().workspaces.update_one(
             {"_id": ObjectId(self._workspace_id)}, {"$set": {"indexStatus": "indexing"}}
         )
-        # `index:started` is queued before the ticker exists: no update can go out before it
-        # (the status write above may take longer than a tick, on a first connection)
+        # The driver does not wait for this call (the process may still be starting), so
+        # reports can come first: they count, and updates wait until `index:started` is
+        # queued, which is after the status write (it may take longer than a tick).
         self._outbox.put_nowait(("index:started", {}))
+        self._started = True
         self._maybe_update()
         self._tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._tick())]
 
@@ -116,6 +119,8 @@ class ProgressAggregator:
         return await self._close()
 
     def _maybe_update(self) -> None:
+        if not self._started:
+            return
         now = time.monotonic()
         progress = self._progress
         in_flight = max(progress.rendered - progress.pages_done, 0)
@@ -172,8 +177,9 @@ class ProgressAggregator:
             logger.warning("event %s not delivered: %s", event, exc)
 
     async def _close(self) -> dict[str, int]:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._outbox.join(), DRAIN_TIMEOUT_S)
+        if self._tasks:  # else `start` failed: there is no sender to wait for
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.join(), DRAIN_TIMEOUT_S)
         for task in self._tasks:
             task.cancel()
         if self._publisher is not None:

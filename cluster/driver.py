@@ -168,9 +168,11 @@ class IndexRun:
         documents = await self._db.documents.find({"workspaceId": self._workspace_id}).to_list()
         documents.sort(key=expected_size, reverse=True)
         aggregator = self._pools.aggregator
-        await aggregator.start.remote(len(documents))
+        # Not awaited first: the aggregator's process may still be starting, and pages need
+        # not wait for it (it holds updates back until `index:started` is out).
+        announced = aggregator.start.remote(len(documents))
         try:
-            await asyncio.gather(*(self._index_document(d) for d in documents))
+            await asyncio.gather(announced, *(self._index_document(d) for d in documents))
             self._phase = "ontology"
             aggregator.set_phase.remote("ontology")
             self._clock.enter("ontology")
