@@ -12,6 +12,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 MAX_PHRASE_WORDS = 3
 MIN_WORD_CHARS = 3
 MIN_CHUNKS_PER_CONCEPT = 2
@@ -71,10 +73,11 @@ def candidate_phrases(text: str) -> Iterable[tuple[str, str]]:
 
 
 def _phrases_of_run(run: list[str]) -> Iterable[tuple[str, str]]:
+    normalised = [normalise(w) for w in run]  # once per word, not once per phrase
     for size in range(1, MAX_PHRASE_WORDS + 1):
         for start in range(len(run) - size + 1):
-            words = run[start : start + size]
-            yield "-".join(normalise(w) for w in words), " ".join(words)
+            end = start + size
+            yield "-".join(normalised[start:end]), " ".join(run[start:end])
 
 
 def build_concepts(chunks: Iterable[tuple[str, int, str]]) -> list[Concept]:
@@ -108,16 +111,21 @@ def _label(forms: Counter[str]) -> str:
 
 
 def _link(concepts: list[Concept]) -> None:
-    by_chunk: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for concept in concepts:
-        for ref in concept.chunk_refs:
-            by_chunk[ref].append(concept.concept_id)
-    weights: dict[str, Counter[str]] = defaultdict(Counter)
-    for members in by_chunk.values():
-        for a in members:
-            for b in members:
-                if a != b:
-                    weights[a][b] += 1
-    for concept in concepts:
-        ranked = sorted(weights[concept.concept_id].items(), key=lambda e: (-e[1], e[0]))
-        concept.edges = ranked[:MAX_EDGES_PER_CONCEPT]
+    """Edges: the concepts sharing the most chunks with each, ties by id. The counts are one
+    product of the chunk x concept incidence matrix (pairs per chunk grow with the square of
+    its concepts, too slow in Python on a large workspace)."""
+    if not concepts:
+        return
+    ids = [c.concept_id for c in concepts]
+    rows = {ref: i for i, ref in enumerate({r for c in concepts for r in c.chunk_refs})}
+    incidence = np.zeros((len(rows), len(concepts)), dtype=np.int32)
+    for column, concept in enumerate(concepts):
+        incidence[[rows[ref] for ref in concept.chunk_refs], column] = 1
+    shared = incidence.T @ incidence
+    np.fill_diagonal(shared, 0)
+    id_rank = np.argsort(np.argsort(np.array(ids)))  # position of each id in id order
+    for column, concept in enumerate(concepts):
+        weights = shared[column]
+        order = np.lexsort((id_rank, -weights))  # most shared first, then by id
+        linked = [k for k in order[:MAX_EDGES_PER_CONCEPT] if weights[k] > 0]
+        concept.edges = [(ids[k], int(weights[k])) for k in linked]
