@@ -79,9 +79,9 @@ async def claim_spares(key: str, phase: str, count: int, aggregator: Any) -> lis
     for name in _names(f"{NAME_PREFIX}-{key}-{phase}-"):
         if len(claimed) == count:
             break
-        handle = await _claim(name, aggregator)
-        if handle is not None:
-            claimed.append(handle)
+        taken = await _claim(name, aggregator)
+        if taken is not None:
+            claimed.append(taken)
     return claimed
 
 
