@@ -103,6 +103,17 @@ async def remove_other_spares(keep: str, aggregator: Any) -> list[str]:
     return removed
 
 
+def remove_spares() -> list[str]:
+    """Kill every kept parser and ontology actor, parked or not; return their names. For a
+    benchmark that needs the cluster's CPUs back for something else (no run is going)."""
+    removed = []
+    for name in [*_names(f"{NAME_PREFIX}-"), *_names(f"{ONTOLOGY_PREFIX}-")]:
+        with contextlib.suppress(ValueError):  # left on its own meanwhile
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+            removed.append(name)
+    return removed
+
+
 async def _claim(name: str, aggregator: Any) -> tuple[Any, int] | None:
     try:
         handle = ray.get_actor(name, namespace=NAMESPACE)

@@ -115,6 +115,7 @@ from actors.embed_pool import pool_actor_names, remove_other_pools
 from actors.layout import CHUNK_OVERLAP_WORDS, CHUNK_WORDS, chunk_page
 from actors.pdf import load_pymupdf
 from actors.pool import PoolPlan, plan_pools
+from actors.spares import remove_spares
 from cluster.ray_runtime import cluster_size, connect_ray
 from cluster.sample_corpus import write_sample_workspace
 from core.db import open_client
@@ -620,12 +621,17 @@ def measure_ours(bench: Bench, args: argparse.Namespace) -> None:
 
 
 def measure_reference(bench: Bench, args: argparse.Namespace) -> None:
-    """Remove our pool (it holds a CPU), then each reference run on free CPUs."""
+    """Remove our embed pool and parked parser actors (they hold CPUs), then each reference
+    run on free CPUs."""
     removed = remove_other_pools(keep=None)
+    parsers = remove_spares()
     if pool_actor_names():
         raise RuntimeError("the embed pool is still there")
     wait_for_free_cpus()
-    print(f"(removed our embed pool: {len(removed)} actor(s); the reference gets 2 CPUs)")
+    print(
+        f"(removed our embed pool: {len(removed)} actor(s), and {len(parsers)} parked parser "
+        "and ontology actor(s); the reference gets 2 CPUs)"
+    )
     plan = ["ray"] * args.reference_runs if args.reference_chunking != "ours" else []
     if args.reference_chunking in ("ours", "both"):
         plan.append("ours")
