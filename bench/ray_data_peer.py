@@ -343,10 +343,12 @@ def steady_rate(progress: list[tuple[float, int]], seconds: float) -> float | No
 
 @dataclass
 class OurRun:
-    """One timed `run_index` and the database its chunks are in."""
+    """One timed `run_index`, the database its chunks are in and its workspace (the runs of
+    one benchmark share the database)."""
 
     run: RayRun
     settings: Settings
+    workspace_id: str
 
 
 def our_run(mongo_uri: str, folder: Path, paths: list[Path]) -> OurRun:
@@ -358,13 +360,14 @@ def our_run(mongo_uri: str, folder: Path, paths: list[Path]) -> OurRun:
     run.cpu = meter
     if run.summary.status != "succeeded":
         raise RuntimeError(f"run_index {run.summary.status}: {run.summary.error}")
-    return OurRun(run, settings)
+    return OurRun(run, settings, workspace_id)
 
 
-async def stored_chunk_texts(settings: Settings) -> list[str]:
+async def stored_chunk_texts(settings: Settings, workspace_id: str) -> list[str]:
     client = open_client(settings.mongodb_uri.reveal())  # type: ignore[union-attr]
     try:
-        cursor = client[settings.mongodb_db].chunks.find({}, {"text": 1})
+        chunks = client[settings.mongodb_db].chunks
+        cursor = chunks.find({"workspaceId": workspace_id}, {"text": 1})
         return [str(doc.get("text", "")) async for doc in cursor]
     finally:
         await client.close()
@@ -614,7 +617,7 @@ def measure_ours(bench: Bench, args: argparse.Namespace) -> None:
     smallest = min(bench.paths, key=lambda p: p.stat().st_size)
     our_run(bench.mongo_uri, bench.folder, [smallest])
     warm = our_run(bench.mongo_uri, bench.folder, bench.paths)
-    texts = asyncio.run(stored_chunk_texts(warm.settings))
+    texts = asyncio.run(stored_chunk_texts(warm.settings, warm.workspace_id))
     label = "ours warm (embed pool up)"
     bench.ours.append(our_measurement(label, "ours warm", warm, texts))
     check_pages(bench, [warm.run.summary.pages], "run_index")
