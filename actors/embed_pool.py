@@ -14,13 +14,11 @@ import hashlib
 import json
 from typing import Any
 
-import ray
-
 from actors.embed import EmbedActor
+from actors.named import NAMESPACE, actor_names, kill_named
 from actors.pool import PoolPlan
 from core.settings import Settings
 
-NAMESPACE = "indexer"
 NAME_PREFIX = "embed-pool"
 
 
@@ -55,22 +53,13 @@ def embed_pool(settings: Settings, plan: PoolPlan) -> list[Any]:
 
 def pool_actor_names() -> list[str]:
     """Names of every embed pool actor alive on the cluster."""
-    return [
-        entry["name"]
-        for entry in ray.util.list_named_actors(all_namespaces=True)
-        if entry["namespace"] == NAMESPACE and entry["name"].startswith(f"{NAME_PREFIX}-")
-    ]
+    return actor_names(f"{NAME_PREFIX}-")
 
 
 def remove_other_pools(*, keep: str | None) -> list[str]:
     """Kill pool actors whose key is not `keep` (None: every pool); return their names."""
-    removed = []
-    for name in pool_actor_names():
-        if keep is not None and name.startswith(f"{NAME_PREFIX}-{keep}-"):
-            continue
-        try:
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-        except ValueError:  # left on its own meanwhile
-            continue
-        removed.append(name)
-    return removed
+    return [
+        name
+        for name in pool_actor_names()
+        if not (keep is not None and name.startswith(f"{NAME_PREFIX}-{keep}-")) and kill_named(name)
+    ]

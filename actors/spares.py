@@ -20,7 +20,6 @@ settings and pool plan claims them by name instead of starting new ones.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import uuid
@@ -30,7 +29,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from actors.embed_pool import NAMESPACE
+from actors.named import NAMESPACE, actor_names, kill_named
 from actors.ontology import OntologyActor
 from actors.pool import PoolPlan
 from core.settings import Settings
@@ -76,7 +75,7 @@ def ontology_actor(settings: Settings, plan: PoolPlan) -> Any:
 async def claim_spares(key: str, phase: str, count: int, aggregator: Any) -> list[tuple[Any, int]]:
     """Up to `count` parked actors of `phase`, each with the documents it has parsed."""
     claimed: list[tuple[Any, int]] = []
-    for name in _names(f"{NAME_PREFIX}-{key}-{phase}-"):
+    for name in actor_names(f"{NAME_PREFIX}-{key}-{phase}-"):
         if len(claimed) == count:
             break
         taken = await _claim(name, aggregator)
@@ -87,13 +86,12 @@ async def claim_spares(key: str, phase: str, count: int, aggregator: Any) -> lis
 
 async def remove_other_spares(keep: str, aggregator: Any) -> list[str]:
     """Kill the parked actors and ontology actors of every other key; return their names."""
-    removed = []
-    for name in _names(f"{ONTOLOGY_PREFIX}-"):
-        if name != f"{ONTOLOGY_PREFIX}-{keep}":
-            with contextlib.suppress(ValueError):  # left on its own meanwhile
-                ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-                removed.append(name)
-    for name in _names(f"{NAME_PREFIX}-"):
+    removed = [
+        name
+        for name in actor_names(f"{ONTOLOGY_PREFIX}-")
+        if name != f"{ONTOLOGY_PREFIX}-{keep}" and kill_named(name)
+    ]
+    for name in actor_names(f"{NAME_PREFIX}-"):
         if name.startswith(f"{NAME_PREFIX}-{keep}-"):
             continue
         claimed = await _claim(name, aggregator)
@@ -106,12 +104,8 @@ async def remove_other_spares(keep: str, aggregator: Any) -> list[str]:
 def remove_spares() -> list[str]:
     """Kill every kept parser and ontology actor, parked or not; return their names. For a
     benchmark that needs the cluster's CPUs back for something else (no run is going)."""
-    removed = []
-    for name in [*_names(f"{NAME_PREFIX}-"), *_names(f"{ONTOLOGY_PREFIX}-")]:
-        with contextlib.suppress(ValueError):  # left on its own meanwhile
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-            removed.append(name)
-    return removed
+    names = [*actor_names(f"{NAME_PREFIX}-"), *actor_names(f"{ONTOLOGY_PREFIX}-")]
+    return [name for name in names if kill_named(name)]
 
 
 async def _claim(name: str, aggregator: Any) -> tuple[Any, int] | None:
@@ -127,11 +121,3 @@ async def _claim(name: str, aggregator: Any) -> tuple[Any, int] | None:
         ray.kill(handle, no_restart=True)
         return None
     return None if documents is None else (handle, documents)
-
-
-def _names(prefix: str) -> list[str]:
-    return sorted(
-        entry["name"]
-        for entry in ray.util.list_named_actors(all_namespaces=True)
-        if entry["namespace"] == NAMESPACE and entry["name"].startswith(prefix)
-    )
