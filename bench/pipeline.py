@@ -236,8 +236,10 @@ async def prepare_workspace(settings: Settings, paths: list[Path]) -> str:
 
 @dataclass
 class RayRun:
-    """One timed `run_index` and what was watched while it ran."""
+    """One timed `run_index`, its settings and workspace, and what was watched while it ran."""
 
+    settings: Settings
+    workspace_id: str
     summary: RunSummary
     seconds: float
     embed_ready_s: float | None = None
@@ -293,7 +295,7 @@ class RunWatcher:
 
 
 async def timed_run(settings: Settings, workspace_id: str) -> RayRun:
-    run = RayRun(summary=RunSummary(job_id="", status="not run"), seconds=0.0)
+    run = RayRun(settings, workspace_id, RunSummary(job_id="", status="not run"), 0.0)
     started = time.monotonic()
     watcher = RunWatcher(run, started)
     try:

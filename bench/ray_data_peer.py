@@ -106,9 +106,7 @@ from pipeline import (
     CpuMeter,
     RayRun,
     background_load,
-    bench_settings,
-    prepare_workspace,
-    timed_run,
+    ray_run,
 )
 
 from actors.embed_pool import pool_actor_names, remove_other_pools
@@ -341,28 +339,6 @@ def steady_rate(progress: list[tuple[float, int]], seconds: float) -> float | No
 # -- our pipeline --------------------------------------------------------------------------
 
 
-@dataclass
-class OurRun:
-    """One timed `run_index`, the database its chunks are in and its workspace (the runs of
-    one benchmark share the database)."""
-
-    run: RayRun
-    settings: Settings
-    workspace_id: str
-
-
-def our_run(mongo_uri: str, folder: Path, paths: list[Path]) -> OurRun:
-    """bench/pipeline.py's `ray_run`, keeping the settings so the chunks can be read back."""
-    settings = bench_settings(mongo_uri, folder)
-    workspace_id = asyncio.run(prepare_workspace(settings, paths))
-    with CpuMeter() as meter:
-        run = asyncio.run(timed_run(settings, workspace_id))
-    run.cpu = meter
-    if run.summary.status != "succeeded":
-        raise RuntimeError(f"run_index {run.summary.status}: {run.summary.error}")
-    return OurRun(run, settings, workspace_id)
-
-
 async def stored_chunk_texts(settings: Settings, workspace_id: str) -> list[str]:
     client = open_client(settings.mongodb_uri.reveal())  # type: ignore[union-attr]
     try:
@@ -456,8 +432,7 @@ class Measurement:
     texts: list[str] = field(default_factory=list)
 
 
-def our_measurement(label: str, short: str, ours: OurRun, texts: list[str]) -> Measurement:
-    run = ours.run
+def our_measurement(label: str, short: str, run: RayRun, texts: list[str]) -> Measurement:
     first, steady = run.first_done_s(), steady_rate(run.progress, run.seconds)
     return Measurement(label, short, run.seconds, run.summary.chunks, first, steady, run.cpu, texts)
 
@@ -611,16 +586,16 @@ def measure_ours(bench: Bench, args: argparse.Namespace) -> None:
     remove_other_pools(keep=None)
     wait_for_free_cpus()
     if not args.skip_cold:
-        cold = our_run(bench.mongo_uri, bench.folder, bench.paths)
+        cold = ray_run(bench.mongo_uri, bench.folder, bench.paths)
         label = "ours cold (creates the embed pool)"
         bench.ours.append(our_measurement(label, "ours cold", cold, []))
     smallest = min(bench.paths, key=lambda p: p.stat().st_size)
-    our_run(bench.mongo_uri, bench.folder, [smallest])
-    warm = our_run(bench.mongo_uri, bench.folder, bench.paths)
+    ray_run(bench.mongo_uri, bench.folder, [smallest])
+    warm = ray_run(bench.mongo_uri, bench.folder, bench.paths)
     texts = asyncio.run(stored_chunk_texts(warm.settings, warm.workspace_id))
     label = "ours warm (embed pool up)"
     bench.ours.append(our_measurement(label, "ours warm", warm, texts))
-    check_pages(bench, [warm.run.summary.pages], "run_index")
+    check_pages(bench, [warm.summary.pages], "run_index")
 
 
 def measure_reference(bench: Bench, args: argparse.Namespace) -> None:
