@@ -1,8 +1,9 @@
 """The publishing path: how any process (a Ray actor, the CLI, a head) sends `index:*` events.
 
 Two transports, chosen by settings:
-- Redis (REDIS_URL set): a write-only python-socketio Redis manager publishes straight onto
-  the channel every head listens to; each head delivers to its own clients once.
+- Redis (REDIS_URL set, `core.redis_publisher`): a write-only python-socketio Redis manager
+  publishes straight onto the channel every head listens to; each head delivers to its own
+  clients once.
 - HTTP (otherwise): POST to HEAD_URL/internal/events with the publish token.
 
 Payloads are validated here too, so a bad event fails at its source with a clear error.
@@ -15,13 +16,9 @@ import time
 from typing import Any, Protocol
 
 import httpx
-import redis.asyncio as aioredis
-import socketio
-from redis.exceptions import RedisError
 
 from core.errors import IndexerError
-from core.events import validate_index_payload, workspace_room
-from core.history import RedisEventHistory
+from core.events import validate_index_payload
 from core.settings import Settings
 
 DEFAULT_PUBLISH_TIMEOUT_S = 2.0
@@ -65,44 +62,17 @@ class HttpEventPublisher:
         await self._client.aclose()
 
 
-class _CheckedRedisManager(socketio.AsyncRedisManager):
-    """python-socketio's manager logs and drops a failed publish; we want to know."""
-
-    async def _publish(self, data: Any) -> Any:
-        receivers = await super()._publish(data)
-        if receivers is None:
-            raise PublishError("redis publish failed")
-        return receivers
-
-
-class RedisEventPublisher:
-    """Publishes onto the Socket.IO Redis channel that every head subscribes to."""
-
-    def __init__(self, redis_url: str, *, timeout_s: float) -> None:
-        options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
-        self._manager = _CheckedRedisManager(redis_url, write_only=True, redis_options=options)
-        self._redis = aioredis.from_url(redis_url, **options)
-        self._history = RedisEventHistory(self._redis)
-
-    async def publish(self, workspace_id: str, event: str, payload: dict[str, Any]) -> None:
-        data = validate_index_payload(event, payload)
-        try:
-            data = await self._history.record(workspace_id, event, data)
-        except (RedisError, OSError) as exc:
-            raise PublishError(f"redis history failed: {type(exc).__name__}") from exc
-        await self._manager.emit(event, data, namespace="/", room=workspace_room(workspace_id))
-
-    async def aclose(self) -> None:
-        await self._redis.aclose()
-        if self._manager.redis is not None:
-            await self._manager.redis.aclose()
-
-
 def make_publisher(
     settings: Settings, *, timeout_s: float = DEFAULT_PUBLISH_TIMEOUT_S
 ) -> EventPublisher:
-    """The publisher this deployment uses: Redis when configured, the head's HTTP path otherwise."""
+    """The publisher this deployment uses: Redis when configured, the head's HTTP path otherwise.
+
+    The Redis one is imported only when configured: every run's aggregator starts a process
+    that calls this, and python-socketio with redis costs it ~0.4 CPU-s to import.
+    """
     if settings.redis_url is not None:
+        from core.redis_publisher import RedisEventPublisher
+
         return RedisEventPublisher(settings.redis_url.reveal(), timeout_s=timeout_s)
     token = settings.effective_publish_token().reveal()
     return HttpEventPublisher(settings.head_url, token, timeout_s=timeout_s)
