@@ -32,6 +32,7 @@ from actors.pool import PAGE_BATCH, ActorPool, PoolPlan, plan_pools
 from actors.progress import ProgressAggregator
 from actors.spares import keeps_parsers, ontology_actor
 from actors.supervision import SupervisedPool, pages_label
+from cluster.analysis_barrier import AnalysisBarrier
 from cluster.ray_runtime import cluster_size
 from core.db import Document, ensure_indexes, open_client, require_uri
 from core.errors import DocumentError, RunError
@@ -157,6 +158,7 @@ class IndexRun:
         self._skipped = 0
         self._phase = "fetch"
         self._embed_ready: asyncio.Future[None] | None = None
+        self._analysis = AnalysisBarrier([])
 
     async def execute(
         self, job_id: str, record: Callable[[RunSummary], Awaitable[bool]]
@@ -171,17 +173,19 @@ class IndexRun:
         # Not awaited first: the aggregator's process may still be starting, and pages need
         # not wait for it (it holds updates back until `index:started` is out).
         announced = aggregator.start.remote(len(documents))
+        self._analysis = AnalysisBarrier(str(d["_id"]) for d in documents)
+        ontology = asyncio.create_task(self._ontology_once_analyzed())
         try:
             await asyncio.gather(announced, *(self._index_document(d) for d in documents))
             self._phase = "ontology"
             aggregator.set_phase.remote("ontology")
-            self._clock.enter("ontology")
-            concepts = await self._build_ontology()
-            self._clock.leave("ontology")
+            concepts = await ontology
             self._phase = "finalize"
             aggregator.set_phase.remote("finalize")
             page_count, chunks = await self._counts()
         except Exception as exc:
+            ontology.cancel()
+            await asyncio.gather(ontology, return_exceptions=True)  # not left running unseen
             error = failure_message(exc)
             summary = self._summary(job_id, "failed", documents, started, error=error)
             if await record(summary):
@@ -211,6 +215,16 @@ class IndexRun:
             phase_seconds=dict(self._clock.seconds),
             error=error,
         )
+
+    async def _ontology_once_analyzed(self) -> int:
+        """Concepts, built as soon as every chunk text is written: while the last page
+        batches still embed, not after them (see `AnalysisBarrier`)."""
+        await self._analysis.wait()
+        self._clock.enter("ontology")
+        try:
+            return await self._build_ontology()
+        finally:
+            self._clock.leave("ontology")
 
     async def _build_ontology(self) -> int:
         try:
@@ -255,6 +269,8 @@ class IndexRun:
         except DocumentError as exc:
             await self._document_failed(document_id, exc)
             return
+        finally:
+            self._analysis.document_scheduled(document_id)
         await self._document_indexed(fetched)
 
     async def _index_pages(self, fetched: FetchedDocument) -> None:
@@ -274,7 +290,9 @@ class IndexRun:
                 break
             await self._in_flight.acquire()
             batch = todo[start : start + PAGE_BATCH]
+            self._analysis.batch_started()
             tasks.append(asyncio.create_task(self._run_batch(fetched, batch)))
+        self._analysis.document_scheduled(fetched.document_id)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -283,8 +301,7 @@ class IndexRun:
     async def _run_batch(self, fetched: FetchedDocument, pages: list[int]) -> None:
         args = (self._workspace_id, fetched.document_id, fetched.gridfs_id, fetched.sha256, pages)
         try:
-            await self._timed("render", self._pools.render.call("render", *args))
-            chunks = await self._timed("analyze", self._pools.analyze.call("analyze", *args))
+            chunks = await self._parse_batch(args)
             await self._embed_pool_started()
             embed_args = (self._settings.mongodb_db, self._pools.aggregator, fetched.document_id)
             await self._timed("embed", self._pools.embed.call("embed", *embed_args, pages, chunks))
@@ -297,6 +314,14 @@ class IndexRun:
             raise
         finally:
             self._in_flight.release()
+
+    async def _parse_batch(self, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """Render and analyze a batch; its chunk texts are written when this returns."""
+        try:
+            await self._timed("render", self._pools.render.call("render", *args))
+            return await self._timed("analyze", self._pools.analyze.call("analyze", *args))
+        finally:
+            self._analysis.batch_analyzed()
 
     async def _embed_pool_started(self) -> None:
         """An embed pool that cannot start (a model that does not load) fails the run, not

@@ -14,6 +14,7 @@ import pytest
 import ray
 from bson import ObjectId
 
+from actors.concepts import build_concepts
 from actors.layout import CHUNKS_PER_PAGE_LIMIT
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
@@ -144,6 +145,11 @@ async def check_index(db: Any, workspace_id: str, pages_total: int) -> None:
     concepts = await db.concepts.find({"workspaceId": workspace_id}).to_list()
     assert concepts
     assert all(c["chunkCount"] >= 2 for c in concepts)
+    # built while the last pages embedded: it must still have seen every chunk's text
+    expected = build_concepts((c["documentId"], c["chunkNo"], c["text"]) for c in chunks)
+    assert sorted((c["conceptId"], c["chunkCount"]) for c in concepts) == sorted(
+        (c.concept_id, len(c.chunk_refs)) for c in expected
+    )
 
 
 async def check_failures(db: Any, corpus: dict[str, Any]) -> None:
