@@ -5,8 +5,9 @@ Run from the repository root:
     .venv/bin/python bench/large_document.py [--large-pages 1000] [--small 20] [--small-pages 10]
 
 One corpus: one large generated PDF (`cluster.sample_corpus`) and `--small` small ones.
-Two `run_index` runs on one local Ray (2 CPUs), each into a fresh in-memory database, with
-the embed pool made warm first (an untimed run of one small document):
+Two `run_index` runs on one local Ray (2 CPUs), each into a new workspace of one in-memory
+database, after an untimed run of one small document (so the embed pool is warm and the
+parser actors are parked, as on a cluster that is up):
 
 - mixed: the large document and the small ones together;
 - small only: the small documents alone, for the rate the pipeline reaches without a large
@@ -27,6 +28,7 @@ import asyncio
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -50,26 +52,36 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def timed(settings: Settings, paths: list[Path]) -> tuple[float, int, CpuMeter, float]:
-    """Seconds, pages, CPU meter, and the run's start as a wall-clock timestamp."""
+@dataclass
+class TimedRun:
+    workspace_id: str
+    seconds: float
+    pages: int
+    meter: CpuMeter
+    started_at: float  # wall clock, to compare with the documents' `indexedAt`
+
+
+def timed(settings: Settings, paths: list[Path]) -> TimedRun:
+    """A new workspace holding `paths`, indexed with the clock and the CPU meter on."""
     workspace_id = asyncio.run(prepare_workspace(settings, paths))
     started_at = time.time()
     with CpuMeter() as meter:
         run = asyncio.run(timed_run(settings, workspace_id))
     if run.summary.status != "succeeded":
         raise RuntimeError(f"run_index {run.summary.status}: {run.summary.error}")
-    return run.seconds, run.summary.pages, meter, started_at
+    return TimedRun(workspace_id, run.seconds, run.summary.pages, meter, started_at)
 
 
-async def finish_times(settings: Settings, started_at: float) -> list[tuple[str, int, float]]:
-    """(filename, pages, seconds from the run's start to `indexedAt`), earliest first."""
+async def finish_times(settings: Settings, run: TimedRun) -> list[tuple[str, int, float]]:
+    """(filename, pages, seconds from the run's start to `indexedAt`) of the run's
+    documents, earliest first."""
     client = open_client(settings.mongodb_uri.reveal())  # type: ignore[union-attr]
     try:
         cursor = client[settings.mongodb_db].documents.find(
-            {}, {"filename": 1, "pageCount": 1, "indexedAt": 1}
+            {"workspaceId": run.workspace_id}, {"filename": 1, "pageCount": 1, "indexedAt": 1}
         )
         rows = [
-            (d["filename"], int(d["pageCount"]), _epoch(d["indexedAt"]) - started_at)
+            (d["filename"], int(d["pageCount"]), _epoch(d["indexedAt"]) - run.started_at)
             async for d in cursor
         ]
     finally:
@@ -81,17 +93,13 @@ def _epoch(moment: datetime) -> float:
     return moment.timestamp() if moment.tzinfo else moment.replace(tzinfo=None).timestamp()
 
 
-def report(
-    mixed: tuple[float, int, CpuMeter, float],
-    small: tuple[float, int, CpuMeter, float],
-    finished: list[tuple[str, int, float]],
-) -> None:
-    seconds, pages, meter, _ = mixed
+def report(mixed: TimedRun, small: TimedRun, finished: list[tuple[str, int, float]]) -> None:
+    seconds, pages, meter = mixed.seconds, mixed.pages, mixed.meter
     ideal = meter.own_cpu() / RAY_CPUS
-    small_rate = small[1] / small[0]
+    small_rate = small.pages / small.seconds
     print("=== a large document among small ones ===")
     print(f"mixed run:   {pages} pages in {seconds:.1f}s = {pages / seconds:.2f} pages/s")
-    print(f"small only:  {small[1]} pages in {small[0]:.1f}s = {small_rate:.2f} pages/s")
+    print(f"small only:  {small.pages} pages in {small.seconds:.1f}s = {small_rate:.2f} pages/s")
     print(f"ideal (own CPU {meter.own_cpu():.1f}s / {RAY_CPUS} cores): {ideal:.1f}s")
     print(f"run time / ideal: {seconds / ideal:.2f}")
     print(f"mixed pages/s / small-only pages/s: {pages / seconds / small_rate:.2f}")
@@ -116,7 +124,7 @@ def main() -> None:
                 timed(bench_settings(mongo.uri, folder), small[:1])  # the embed pool, warm
                 mixed_settings = bench_settings(mongo.uri, folder)
                 mixed = timed(mixed_settings, [*small, large])
-                finished = asyncio.run(finish_times(mixed_settings, mixed[3]))
+                finished = asyncio.run(finish_times(mixed_settings, mixed))
                 small_only = timed(bench_settings(mongo.uri, folder), small)
             finally:
                 ray.shutdown()

@@ -260,6 +260,10 @@ class RayRun:
     def first_done_s(self) -> float | None:
         return next((t for t, n in self.progress if n > 0), None)
 
+    def last_done_s(self) -> float | None:
+        """When the last page was done: what follows is the ontology's rest and finalize."""
+        return self.progress[-1][0] if self.progress else None
+
 
 class RunWatcher:
     """Hooked in through `on_start`: when the embed actor is ready, and pagesDone over time."""
@@ -483,10 +487,12 @@ def print_timeline(run: RayRun) -> None:
     ready = f"{run.embed_ready_s:.2f}s" if run.embed_ready_s is not None else "?"
     first = run.first_done_s()
     first_text = f"{first:.2f}s" if first is not None else "?"
+    last = run.last_done_s()
+    last_text = f"{last:.2f}s" if last is not None else "?"
     print(
         f"  EmbedActor answered describe() ({run.embed_actor.get('threads', '?')} torch "
         f"threads; model loaded by then) at {ready}; first batch done at {first_text}; "
-        f"end at {run.seconds:.2f}s"
+        f"last at {last_text}; end at {run.seconds:.2f}s"
     )
     print(f"  stored: {run.summary.chunks} chunks, {run.summary.concepts} concepts")
 
@@ -577,6 +583,39 @@ def experiment_embed_threads(bench: Bench) -> None:
     )
 
 
+async def _parse_batch_held(self: Any, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """`IndexRun._parse_batch` that keeps its batch in the analysis barrier."""
+    await self._timed("render", self._pools.render.call("render", *args))
+    return await self._timed("analyze", self._pools.analyze.call("analyze", *args))
+
+
+async def _run_batch_then_release(self: Any, fetched: Any, pages: list[int]) -> None:
+    """`IndexRun._run_batch` that releases its batch from the barrier after the embed."""
+    try:
+        await _RUN_BATCH(self, fetched, pages)
+    finally:
+        self._analysis.batch_analyzed()
+
+
+_RUN_BATCH = driver.IndexRun._run_batch
+
+
+def experiment_ontology_last(bench: Bench) -> None:
+    """EXPERIMENT: warm runs, alternating: the ontology built while the last batches embed
+    (the code) and after the last batch is embedded (the order before
+    cluster/analysis_barrier.py: each batch leaves the barrier after its embed)."""
+    for _ in range(2):
+        run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
+        report_experiment("ontology while the last pages embed", run, bench)
+        with patched(
+            driver.IndexRun,
+            _parse_batch=_parse_batch_held,
+            _run_batch=_run_batch_then_release,
+        ):
+            run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
+        report_experiment("ontology after the last page", run, bench)
+
+
 def cold_and_warm(bench: Bench, what: str, module: Any, **values: Any) -> None:
     """A cold and a warm run with `module` patched, in an embed pool of their own:
     the project's pool is removed before (so the variant builds its own) and after."""
@@ -602,7 +641,7 @@ def report_experiment(what: str, run: RayRun, bench: Bench) -> None:
     print(
         f"  EXPERIMENT run_index, {what}: {run.seconds:.2f}s = {pages / run.seconds:.2f} "
         f"pages/s; {load}steady {steady or 0:.2f} pages/s; embed ready at "
-        f"{run.embed_ready_s or 0:.2f}s; phases "
+        f"{run.embed_ready_s or 0:.2f}s; last page done at {run.last_done_s() or 0:.2f}s; phases "
         + ", ".join(f"{k} {v:.1f}s" for k, v in run.summary.phase_seconds.items())
     )
 
@@ -657,6 +696,7 @@ EXPERIMENTS: dict[str, Callable[[Bench], None]] = {
     "batches": experiment_batches,
     "threads1": experiment_threads1,
     "embed-threads": experiment_embed_threads,
+    "ontology-last": experiment_ontology_last,
 }
 
 
