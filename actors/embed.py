@@ -16,9 +16,9 @@ import ray
 from bson.binary import Binary, BinaryVectorDtype
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from ray.exceptions import RayActorError
 
 from actors.idle import IdleTimer
+from actors.run_liveness import run_is_alive
 from actors.telemetry import PipelineMetrics
 from core.db import Document, LazyClient
 from core.embedding import encode, load_model
@@ -128,7 +128,5 @@ class EmbedActor:
 
 async def _require_live_run(aggregator: Any) -> None:
     """Raise RunError when the run's aggregator is gone (its run was cancelled or died)."""
-    try:
-        await aggregator.snapshot.remote()
-    except RayActorError:
-        raise RunError("embed", "the run is gone (cancelled or its driver died)") from None
+    if not await run_is_alive(aggregator):
+        raise RunError("embed", "the run is gone (cancelled or its driver died)")

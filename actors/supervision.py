@@ -48,6 +48,7 @@ from ray.exceptions import RayActorError
 from actors.idle import IdleTimer
 from actors.memory import MIB, cap_allocations, is_out_of_memory, rss_bytes
 from actors.pdf import load_pymupdf
+from actors.run_liveness import run_is_alive
 from core.errors import DocumentError, RunError
 from core.settings import Settings
 
@@ -436,11 +437,7 @@ class SupervisedActor:
         gone (its driver was killed, so nobody would park it): the CPUs it holds go back."""
         if self._aggregator is None:
             return idle_for >= self._idle_s
-        try:
-            await self._aggregator.snapshot.remote()
-        except RayActorError:
-            return True
-        return False
+        return not await run_is_alive(self._aggregator)
 
     def parse_error(self, phase: str, where: str, exc: BaseException) -> DocumentError:
         """A DocumentError for an exception MuPDF (or Python) raised on a document."""
