@@ -3,12 +3,23 @@
 The same code runs everywhere: an actor created with `num_gpus=1` sees its GPU through
 CUDA_VISIBLE_DEVICES and encodes on CUDA; any other actor encodes on the CPU with as many
 torch threads as it was sized for (Ray would otherwise pin it to `num_cpus` threads).
+
+An actor can run several encode streams at once, each a thread with a model of its own: on
+a small CPU machine two single-threaded streams in one process embed as fast as two
+processes (torch releases the GIL in its kernels), and the process imports torch and
+sentence-transformers once instead of twice (bench/pipeline.py --experiment
+embed-processes). Each stream has its own model because a fast tokenizer is not safe to
+call from two threads at once (transformers sets its truncation state on every call).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -25,6 +36,9 @@ from core.embedding import encode, load_model
 from core.errors import RunError
 from core.settings import Settings
 
+# Calls beyond the streams wait for a free model; this only bounds the queue at the actor.
+MAX_CONCURRENT_CALLS = 16
+
 
 def to_bson_vector(vector: np.ndarray) -> Binary:
     return Binary.from_vector(vector.tolist(), BinaryVectorDtype.FLOAT32)
@@ -38,22 +52,31 @@ def pick_device() -> str:
     return "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
 
 
-@ray.remote(max_restarts=3, max_task_retries=3, max_concurrency=1)
+@ray.remote(max_restarts=3, max_task_retries=3, max_concurrency=MAX_CONCURRENT_CALLS)
 class EmbedActor:
-    """Embed phase. Resources: given by the driver (1 CPU, or 1 GPU on GPU nodes); holds the
-    model once and outlives runs (see `actors.embed_pool`), so nothing run-specific is kept:
-    the database and the run's aggregator come with each call. Concurrency: one batch at a
-    time. Retries: restarted and retried by Ray. Idempotency key: (document, chunkNo); a page
-    is marked done once its chunks are stored."""
+    """Embed phase. Resources: given by the driver (CPUs, or 1 GPU on GPU nodes); loads its
+    models once and outlives runs (see `actors.embed_pool`), so nothing run-specific is kept:
+    the database and the run's aggregator come with each call. Concurrency: `streams`
+    batches encode at once, each on its own model and thread; more calls wait for a free
+    model. Retries: restarted and retried by Ray. Idempotency key: (document, chunkNo); a
+    page is marked done once its chunks are stored."""
 
-    def __init__(self, settings: Settings, cpu_threads: int) -> None:
+    def __init__(self, settings: Settings, cpu_threads: int, streams: int = 1) -> None:
         import torch
 
         self.device = pick_device()
-        if self.device == "cpu":
-            torch.set_num_threads(max(1, cpu_threads))
-        self._model = load_model(settings.embed_model, self.device)
-        self.dimensions = int(self._model.get_sentence_embedding_dimension())
+        self.streams = max(1, streams)
+        threads = max(1, cpu_threads) if self.device == "cpu" else torch.get_num_threads()
+        torch.set_num_threads(threads)
+        models = [load_model(settings.embed_model, self.device) for _ in range(self.streams)]
+        self.dimensions = int(models[0].get_sentence_embedding_dimension())
+        self._free_models: asyncio.Queue[Any] = asyncio.Queue()
+        for model in models:
+            self._free_models.put_nowait(model)
+        # OpenMP keeps its thread count per thread: each encode thread sets its own.
+        self._encoders = ThreadPoolExecutor(
+            self.streams, "encode", initializer=torch.set_num_threads, initargs=(threads,)
+        )
         self._client = LazyClient(settings.mongodb_uri.reveal())  # type: ignore[union-attr]
         self._metrics = PipelineMetrics()
         self._idle = IdleTimer(settings.embed_idle_s)
@@ -70,6 +93,7 @@ class EmbedActor:
         return {
             "device": self.device,
             "threads": torch.get_num_threads(),
+            "streams": self.streams,
             "dimensions": self.dimensions,
             "gpuIds": ray.get_gpu_ids(),
             "pid": os.getpid(),
@@ -91,8 +115,9 @@ class EmbedActor:
         """
         self._idle.busy()
         try:
-            started = time.monotonic()
-            vectors = encode(self._model, [c["text"] for c in chunks]) if chunks else None
+            async with self._free_model() as model:
+                started = time.monotonic()
+                vectors = await self._encode(model, chunks)
             await _require_live_run(aggregator)
             db = self._client.database(database)
             await self._store(db, document_id, page_nos, chunks, vectors)
@@ -101,6 +126,24 @@ class EmbedActor:
             return len(chunks)
         finally:
             self._idle.done()
+
+    @contextlib.asynccontextmanager
+    async def _free_model(self) -> AsyncIterator[Any]:
+        """A model no other stream is using; calls beyond the streams wait here."""
+        model = await self._free_models.get()
+        try:
+            yield model
+        finally:
+            self._free_models.put_nowait(model)
+
+    async def _encode(self, model: Any, chunks: list[dict[str, Any]]) -> np.ndarray | None:
+        """Vectors of the chunks' texts, encoded in the model's own thread so the event loop
+        (other calls' writes, probes) goes on meanwhile."""
+        if not chunks:
+            return None
+        texts = [c["text"] for c in chunks]
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._encoders, encode, model, texts)
 
     async def _store(
         self,

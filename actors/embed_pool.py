@@ -28,7 +28,13 @@ def pool_key(settings: Settings, plan: PoolPlan) -> str:
     key = {
         "model": settings.embed_model,
         "uri": hashlib.sha256(uri.encode()).hexdigest(),
-        "placement": [plan.embed_actors, plan.embed_cpus, plan.embed_gpus, plan.embed_threads],
+        "placement": [
+            plan.embed_actors,
+            plan.embed_cpus,
+            plan.embed_gpus,
+            plan.embed_threads,
+            plan.embed_streams,
+        ],
         "idle": settings.embed_idle_s,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
@@ -46,7 +52,7 @@ def embed_pool(settings: Settings, plan: PoolPlan) -> list[Any]:
             lifetime="detached",
             get_if_exists=True,
             **placement,
-        ).remote(settings, plan.embed_threads)
+        ).remote(settings, plan.embed_threads, plan.embed_streams)
         for index in range(plan.embed_actors)
     ]
 

@@ -32,6 +32,7 @@ class PoolPlan:
     embed_cpus: float
     embed_gpus: float
     embed_threads: int
+    embed_streams: int
     ontology_cpus: float
     max_batches_in_flight: int
 
@@ -43,21 +44,23 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         parsers, parser_cpus = 1, 0.25
     else:
         parsers, parser_cpus = max(1, int(cpus // 8)), 1.0
+    streams = 1
     if gpus >= 1:
         embed_actors, embed_cpus, embed_gpus, threads = int(min(gpus, 8)), 1.0, 1.0, 1
     elif cpus <= 4:
-        # One single-threaded actor per core: on cores shared with the parsers and MongoDB,
-        # torch's threads wait on each other at every barrier (bench/pipeline.py, side by
-        # side with --experiment embed-threads: 2 x 1 thread embedded the corpus in 77
-        # CPU-s, 1 x 2 threads in 107). Together they reserve at most one logical CPU so the
-        # parsers and the ontology actor (a quarter each) always fit beside them.
-        embed_actors, embed_gpus, threads = int(cpus), 0.0, 1
-        embed_cpus = min(1.0, cpus - 3 * parser_cpus) / embed_actors
+        # One single-threaded encode stream per core: on cores shared with the parsers and
+        # MongoDB, torch's threads wait on each other at every barrier (bench/pipeline.py,
+        # --experiment embed-threads: 2 x 1 thread embedded the corpus in 77 CPU-s, 1 x 2
+        # threads in 107). The streams share one actor, which imports torch once
+        # (--experiment embed-processes). It reserves at most one logical CPU so the
+        # parsers and the ontology actor (a quarter each) always fit beside it.
+        embed_actors, embed_gpus, threads, streams = 1, 0.0, 1, int(cpus)
+        embed_cpus = min(1.0, cpus - 3 * parser_cpus)
     else:
         left = cpus - 2 * parsers * parser_cpus - 1
         embed_actors = max(1, int(left // 4))
         embed_cpus, embed_gpus, threads = 4.0, 0.0, 4
-    actors = 2 * parsers + embed_actors
+    slots = 2 * parsers + embed_actors * streams
     return PoolPlan(
         fetch_actors=1 if cpus <= 4 else 2,
         render_actors=parsers,
@@ -68,19 +71,21 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         embed_cpus=embed_cpus,
         embed_gpus=embed_gpus,
         embed_threads=threads,
+        embed_streams=streams,
         ontology_cpus=0.25,
-        max_batches_in_flight=SLOTS_PER_ACTOR * actors + 2,
+        max_batches_in_flight=SLOTS_PER_ACTOR * slots + 2,
     )
 
 
 class ActorPool:
-    """Hands out actor slots: at most SLOTS_PER_ACTOR calls in flight per actor, so the
-    next batch is already queued at an actor while it finishes the current one."""
+    """Hands out actor slots: at most SLOTS_PER_ACTOR calls in flight per stream of an actor
+    (`streams` calls run at once in it), so the next batch is already queued at an actor
+    while it finishes the current one."""
 
-    def __init__(self, actors: list[Any]) -> None:
+    def __init__(self, actors: list[Any], streams: int = 1) -> None:
         self.actors = actors
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
-        for _ in range(SLOTS_PER_ACTOR):
+        for _ in range(SLOTS_PER_ACTOR * streams):
             for actor in actors:
                 self._idle.put_nowait(actor)
 

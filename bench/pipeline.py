@@ -431,7 +431,8 @@ def print_header(bench: Bench, threads: int) -> None:
     )
     print(
         f"pool plan: embed {plan.embed_actors} actor x {plan.embed_cpus:g} CPU, "
-        f"{plan.embed_threads} torch threads; render/analyze {plan.render_actors} x "
+        f"{plan.embed_streams} streams of {plan.embed_threads} torch threads; "
+        f"render/analyze {plan.render_actors} x "
         f"{plan.render_cpus:g} CPU; {PAGE_BATCH} pages per batch, "
         f"{plan.max_batches_in_flight} batches in flight"
     )
@@ -566,21 +567,29 @@ def experiment_omp_passive(bench: Bench) -> None:
 
 
 def experiment_embed_threads(bench: Bench) -> None:
-    """EXPERIMENT: one embed actor with a torch thread per core (the plan before
-    2026-11-29) instead of one single-threaded actor per core, a cold and a warm run."""
+    """EXPERIMENT: one embed stream with a torch thread per core (the plan before
+    2026-11-29) instead of one single-threaded stream per core, a cold and a warm run."""
 
-    def plan_one_embedder(cpus: float, gpus: float) -> PoolPlan:
+    def plan_one_stream(cpus: float, gpus: float) -> PoolPlan:
         plan = plan_pools(cpus, gpus)
+        return replace(plan, embed_actors=1, embed_streams=1, embed_threads=int(cpus))
+
+    cold_and_warm(bench, f"1 embed stream x {RAY_CPUS} threads", driver, plan_pools=plan_one_stream)
+
+
+def experiment_embed_processes(bench: Bench) -> None:
+    """EXPERIMENT: one single-threaded embed actor per stream (the plan before 2026-11-30:
+    each process imports torch and loads the model) instead of the streams sharing one
+    actor, a cold and a warm run."""
+
+    def plan_actor_per_stream(cpus: float, gpus: float) -> PoolPlan:
+        plan = plan_pools(cpus, gpus)
+        actors = plan.embed_actors * plan.embed_streams
         return replace(
-            plan,
-            embed_actors=1,
-            embed_cpus=plan.embed_cpus * plan.embed_actors,
-            embed_threads=int(cpus),
+            plan, embed_actors=actors, embed_streams=1, embed_cpus=plan.embed_cpus / actors
         )
 
-    cold_and_warm(
-        bench, f"1 embed actor x {RAY_CPUS} threads", driver, plan_pools=plan_one_embedder
-    )
+    cold_and_warm(bench, "an embed actor per stream", driver, plan_pools=plan_actor_per_stream)
 
 
 async def _parse_batch_held(self: Any, args: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -696,6 +705,7 @@ EXPERIMENTS: dict[str, Callable[[Bench], None]] = {
     "batches": experiment_batches,
     "threads1": experiment_threads1,
     "embed-threads": experiment_embed_threads,
+    "embed-processes": experiment_embed_processes,
     "ontology-last": experiment_ontology_last,
 }
 

@@ -31,8 +31,9 @@ ref   The pipeline of Ray's own document-embedding benchmark
       document_embedding/ray_data_main.py), on local files:
       `read_binary_files` -> `flat_map` PyMuPDF `page.get_text()` per page -> `flat_map`
       fixed-size chunks -> `map_batches(Embedder, compute=ActorPoolStrategy(size=N),
-      num_cpus=C, batch_size=10)`, with the pool sized as ours (`plan_pools`: on 2 CPUs
-      N=2 single-threaded Embedders of 0.5 CPU each; Ray's script uses one per GPU)
+      num_cpus=C, batch_size=10)`, with one Embedder per encode stream of ours
+      (`plan_pools`: on 2 CPUs our one embed actor runs 2 single-threaded streams, so N=2
+      single-threaded Embedders of 0.5 CPU each; Ray's script uses one per GPU)
       -> iterated in this process and counted. It writes nothing (Ray's benchmark writes
       Parquet; ours writes everything to MongoDB). Differences from Ray's script, on
       purpose: PyMuPDF comes from `actors.pdf.load_pymupdf`, without its layout add-on
@@ -243,6 +244,11 @@ CHUNKERS: dict[str, Callable[[dict[str, Any]], Iterator[dict[str, Any]]]] = {
 }
 
 
+def embedders(plan: PoolPlan) -> int:
+    """The reference's Embedder actors: one per encode stream of our embed pool."""
+    return plan.embed_actors * plan.embed_streams
+
+
 def reference_dataset(
     paths: list[Path], chunker: str, model_name: str, plan: PoolPlan, batch_size: int
 ) -> ray.data.Dataset:
@@ -256,9 +262,9 @@ def reference_dataset(
         .map_batches(
             Embedder,
             fn_constructor_kwargs={"model_name": model_name, "threads": plan.embed_threads},
-            compute=ray.data.ActorPoolStrategy(size=plan.embed_actors),
+            compute=ray.data.ActorPoolStrategy(size=embedders(plan)),
             batch_size=batch_size,
-            num_cpus=plan.embed_cpus,
+            num_cpus=plan.embed_cpus / plan.embed_streams,
         )
     )
 
@@ -651,13 +657,14 @@ def report(bench: Bench, load: float, args: argparse.Namespace) -> None:
         + ("  ** machine not quiet **" if load > BUSY_MACHINE else "")
     )
     print(
-        f"ours: embed pool {plan.embed_actors} x {plan.embed_cpus:g} CPU, {plan.embed_threads} "
-        f"torch threads; parsers {plan.render_cpus:g} CPU each; chunks {CHUNK_WORDS}/"
+        f"ours: embed pool {plan.embed_actors} x {plan.embed_cpus:g} CPU, {plan.embed_streams} "
+        f"streams of {plan.embed_threads} torch threads; parsers {plan.render_cpus:g} CPU "
+        f"each; chunks {CHUNK_WORDS}/"
         f"{CHUNK_OVERLAP_WORDS} words; writes pages, previews, chunks, vectors to MongoDB"
     )
     print(
-        f"ref:  read+parse+chunk tasks {PARSE_CPUS:g} CPU; Embedder x{plan.embed_actors}, "
-        f"{plan.embed_cpus:g} CPU each, "
+        f"ref:  read+parse+chunk tasks {PARSE_CPUS:g} CPU; Embedder x{embedders(plan)}, "
+        f"{plan.embed_cpus / plan.embed_streams:g} CPU each, "
         f"{plan.embed_threads} torch threads, {args.embed_batch} rows a call; stores nothing"
     )
     rows = bench.ours + bench.ref_rows

@@ -130,7 +130,7 @@ async def create_pools(settings: Settings, workspace_id: str, plan: PoolPlan) ->
         fetch=pools[0],
         render=pools[1],
         analyze=pools[2],
-        embed=ActorPool(embed_pool(settings, plan)),
+        embed=ActorPool(embed_pool(settings, plan), plan.embed_streams),
         ontology=ontology_actor(settings, plan),
         aggregator=aggregator,
     )

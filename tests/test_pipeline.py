@@ -19,6 +19,7 @@ from actors.layout import CHUNKS_PER_PAGE_LIMIT
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
 from cluster.ray_runtime import connect_ray
+from core.embedding import encode, load_model
 from core.events import PHASES
 from core.workspaces import create_workspace
 from tests.conftest import unstamped
@@ -110,6 +111,7 @@ async def test_index_end_to_end(
     assert workspace["indexProgress"]["pagesDone"] == pages_total
 
     await check_index(db, workspace_id, pages_total)
+    await check_vectors_are_the_models(db, workspace_id, settings.embed_model)
     await check_failures(db, corpus)
     job = await db.jobs.find_one({"workspaceId": workspace_id})
     assert job["status"] == "succeeded"
@@ -150,6 +152,18 @@ async def check_index(db: Any, workspace_id: str, pages_total: int) -> None:
     assert sorted((c["conceptId"], c["chunkCount"]) for c in concepts) == sorted(
         (c.concept_id, len(c.chunk_refs)) for c in expected
     )
+
+
+async def check_vectors_are_the_models(db: Any, workspace_id: str, model_name: str) -> None:
+    """Each stored vector is the model's vector for its own chunk's text: the embed actor's
+    streams encode batches side by side, and none may swap or mix them."""
+    chunks = await db.chunks.find({"workspaceId": workspace_id}).to_list()
+    stored = np.array([c["embedding"].as_vector().data for c in chunks], dtype=np.float32)
+    texts = [c["text"] for c in chunks]
+    # in a thread: the test's Socket.IO client must keep answering pings meanwhile
+    expected = await asyncio.to_thread(lambda: encode(load_model(model_name, "cpu"), texts))
+    similarity = np.sum(stored * expected, axis=1)
+    assert similarity.min() > 0.9999, sorted(similarity)[:3]
 
 
 async def check_failures(db: Any, corpus: dict[str, Any]) -> None:
@@ -323,14 +337,19 @@ async def test_a_redone_page_leaves_no_chunk_past_its_last(local_ray, corpus, se
 async def test_embed_pool_outlives_runs_and_leaves_when_idle(
     local_ray, corpus, settings, db
 ) -> None:
-    """The model loads once per cluster: a run in another database reuses the pool's actor
-    (and writes to its own database); other embed settings replace the pool; idle, it exits."""
+    """The model loads once per cluster, in one actor running an encode stream per core: a
+    run in another database reuses the pool's actor (and writes to its own database); other
+    embed settings replace the pool; idle, it exits."""
     from actors.embed_pool import pool_actor_names
 
     embed_pids: list[int] = []
 
     def watch(actors: RunActors) -> None:
-        embed_pids.append(ray.get(actors.embed.actors[0].describe.remote())["pid"])
+        [actor] = actors.embed.actors
+        described = ray.get(actor.describe.remote())
+        # on 2 CPUs: one process, a single-threaded encode stream per core
+        assert (described["streams"], described["threads"]) == (2, 1), described
+        embed_pids.append(described["pid"])
 
     async def index_one(run_settings: Any, database: Any) -> str:
         workspace_id = str(
