@@ -17,6 +17,11 @@ from typing import Any
 
 PAGE_BATCH = 4
 SLOTS_PER_ACTOR = 2
+# Page batches in flight, as a multiple of the calls the actors hold at once: the parsers may
+# run this far ahead of the embed pool, so while a cold pool imports torch and loads the
+# model they use the core it leaves idle (bench/pipeline.py --experiment no-run-ahead). A
+# batch waiting for its embed holds its chunk texts in the driver: tens of KB each.
+RUN_AHEAD = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +78,7 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         embed_threads=threads,
         embed_streams=streams,
         ontology_cpus=0.25,
-        max_batches_in_flight=SLOTS_PER_ACTOR * slots + 2,
+        max_batches_in_flight=RUN_AHEAD * (SLOTS_PER_ACTOR * slots + 2),
     )
 
 

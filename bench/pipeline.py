@@ -65,7 +65,7 @@ import cluster.driver as driver
 from actors.layout import blocks_from_dict, chunk_page, page_text
 from actors.pdf import open_pdf
 from actors.png import encode_png
-from actors.pool import PAGE_BATCH, PoolPlan, plan_pools
+from actors.pool import PAGE_BATCH, RUN_AHEAD, PoolPlan, plan_pools
 from actors.render import preview_dpi
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
@@ -592,6 +592,18 @@ def experiment_embed_processes(bench: Bench) -> None:
     cold_and_warm(bench, "an embed actor per stream", driver, plan_pools=plan_actor_per_stream)
 
 
+def experiment_no_run_ahead(bench: Bench) -> None:
+    """EXPERIMENT: a third of the page batches in flight (the bound before 2026-11-30,
+    without `actors.pool.RUN_AHEAD`), so the parsers stay closer to the embed pool, a cold
+    and a warm run."""
+
+    def plan_no_run_ahead(cpus: float, gpus: float) -> PoolPlan:
+        plan = plan_pools(cpus, gpus)
+        return replace(plan, max_batches_in_flight=plan.max_batches_in_flight // RUN_AHEAD)
+
+    cold_and_warm(bench, "a third of the batches in flight", driver, plan_pools=plan_no_run_ahead)
+
+
 async def _parse_batch_held(self: Any, args: tuple[Any, ...]) -> list[dict[str, Any]]:
     """`IndexRun._parse_batch` that keeps its batch in the analysis barrier."""
     await self._timed("render", self._pools.render.call("render", *args))
@@ -626,16 +638,20 @@ def experiment_ontology_last(bench: Bench) -> None:
 
 
 def cold_and_warm(bench: Bench, what: str, module: Any, **values: Any) -> None:
-    """A cold and a warm run with `module` patched, in an embed pool of their own:
-    the project's pool is removed before (so the variant builds its own) and after."""
+    """A cold and a warm run with `module` patched, in actors of their own: the embed pool
+    and the parked parser and ontology actors are removed before (so the cold run starts
+    every actor, as run 1 does) and after."""
     import actors.embed_pool as embed_pool
+    from actors.spares import remove_spares
 
     embed_pool.remove_other_pools(keep=None)
+    remove_spares()
     with patched(module, **values):
         for label in ("cold", "warm"):
             run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
             report_experiment(f"{what}, {label}", run, bench)
     embed_pool.remove_other_pools(keep=None)
+    remove_spares()
 
 
 def report_experiment(what: str, run: RayRun, bench: Bench) -> None:
@@ -706,6 +722,7 @@ EXPERIMENTS: dict[str, Callable[[Bench], None]] = {
     "threads1": experiment_threads1,
     "embed-threads": experiment_embed_threads,
     "embed-processes": experiment_embed_processes,
+    "no-run-ahead": experiment_no_run_ahead,
     "ontology-last": experiment_ontology_last,
 }
 
