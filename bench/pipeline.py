@@ -65,7 +65,7 @@ import cluster.driver as driver
 from actors.layout import blocks_from_dict, chunk_page, page_text
 from actors.pdf import open_pdf
 from actors.png import encode_png
-from actors.pool import PAGE_BATCH, RUN_AHEAD, PoolPlan, plan_pools
+from actors.pool import PAGE_BATCH, PoolPlan, plan_pools
 from actors.render import preview_dpi
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
@@ -434,7 +434,8 @@ def print_header(bench: Bench, threads: int) -> None:
         f"{plan.embed_streams} streams of {plan.embed_threads} torch threads; "
         f"render/analyze {plan.render_actors} x "
         f"{plan.render_cpus:g} CPU; {PAGE_BATCH} pages per batch, "
-        f"{plan.max_batches_in_flight} batches in flight"
+        f"{plan.max_batches_in_flight} batches in flight ({plan.max_batches_while_loading} "
+        "while the embed pool loads)"
     )
 
 
@@ -593,15 +594,14 @@ def experiment_embed_processes(bench: Bench) -> None:
 
 
 def experiment_no_run_ahead(bench: Bench) -> None:
-    """EXPERIMENT: a third of the page batches in flight (the bound before 2026-11-30,
-    without `actors.pool.RUN_AHEAD`), so the parsers stay closer to the embed pool, a cold
-    and a warm run."""
+    """EXPERIMENT: no more page batches in flight while the embed pool loads than after
+    (the bound before `actors.pool.RUN_AHEAD`), a cold and a warm run."""
 
     def plan_no_run_ahead(cpus: float, gpus: float) -> PoolPlan:
         plan = plan_pools(cpus, gpus)
-        return replace(plan, max_batches_in_flight=plan.max_batches_in_flight // RUN_AHEAD)
+        return replace(plan, max_batches_while_loading=plan.max_batches_in_flight)
 
-    cold_and_warm(bench, "a third of the batches in flight", driver, plan_pools=plan_no_run_ahead)
+    cold_and_warm(bench, "no run-ahead while loading", driver, plan_pools=plan_no_run_ahead)
 
 
 async def _parse_batch_held(self: Any, args: tuple[Any, ...]) -> list[dict[str, Any]]:
