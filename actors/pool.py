@@ -17,11 +17,6 @@ from typing import Any
 
 PAGE_BATCH = 4
 SLOTS_PER_ACTOR = 2
-# Page batches in flight while the embed pool loads, as a multiple of the steady bound: the
-# parsers run this far ahead, so while a cold pool imports torch and loads the model they
-# use the core it leaves idle (bench/pipeline.py --experiment no-run-ahead). A batch
-# waiting for its embed holds its chunk texts in the driver: about 10 KB each.
-RUN_AHEAD = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +35,6 @@ class PoolPlan:
     embed_streams: int
     ontology_cpus: float
     max_batches_in_flight: int
-    max_batches_while_loading: int
 
 
 def plan_pools(cpus: float, gpus: float) -> PoolPlan:
@@ -67,7 +61,6 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         embed_actors = max(1, int(left // 4))
         embed_cpus, embed_gpus, threads = 4.0, 0.0, 4
     slots = 2 * parsers + embed_actors * streams
-    in_flight = SLOTS_PER_ACTOR * slots + 2
     return PoolPlan(
         fetch_actors=1 if cpus <= 4 else 2,
         render_actors=parsers,
@@ -80,8 +73,7 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         embed_threads=threads,
         embed_streams=streams,
         ontology_cpus=0.25,
-        max_batches_in_flight=in_flight,
-        max_batches_while_loading=RUN_AHEAD * in_flight,
+        max_batches_in_flight=SLOTS_PER_ACTOR * slots + 2,
     )
 
 

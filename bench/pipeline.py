@@ -434,8 +434,7 @@ def print_header(bench: Bench, threads: int) -> None:
         f"{plan.embed_streams} streams of {plan.embed_threads} torch threads; "
         f"render/analyze {plan.render_actors} x "
         f"{plan.render_cpus:g} CPU; {PAGE_BATCH} pages per batch, "
-        f"{plan.max_batches_in_flight} batches in flight ({plan.max_batches_while_loading} "
-        "while the embed pool loads)"
+        f"{plan.max_batches_in_flight} batches in flight"
     )
 
 
@@ -593,17 +592,6 @@ def experiment_embed_processes(bench: Bench) -> None:
     cold_and_warm(bench, "an embed actor per stream", driver, plan_pools=plan_actor_per_stream)
 
 
-def experiment_no_run_ahead(bench: Bench) -> None:
-    """EXPERIMENT: no more page batches in flight while the embed pool loads than after
-    (the bound before `actors.pool.RUN_AHEAD`), a cold and a warm run."""
-
-    def plan_no_run_ahead(cpus: float, gpus: float) -> PoolPlan:
-        plan = plan_pools(cpus, gpus)
-        return replace(plan, max_batches_while_loading=plan.max_batches_in_flight)
-
-    cold_and_warm(bench, "no run-ahead while loading", driver, plan_pools=plan_no_run_ahead)
-
-
 async def _parse_batch_held(self: Any, args: tuple[Any, ...]) -> list[dict[str, Any]]:
     """`IndexRun._parse_batch` that keeps its batch in the analysis barrier."""
     await self._timed("render", self._pools.render.call("render", *args))
@@ -722,7 +710,6 @@ EXPERIMENTS: dict[str, Callable[[Bench], None]] = {
     "threads1": experiment_threads1,
     "embed-threads": experiment_embed_threads,
     "embed-processes": experiment_embed_processes,
-    "no-run-ahead": experiment_no_run_ahead,
     "ontology-last": experiment_ontology_last,
 }
 

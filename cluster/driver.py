@@ -33,7 +33,6 @@ from actors.progress import ProgressAggregator
 from actors.spares import keeps_parsers, ontology_actor
 from actors.supervision import SupervisedPool, pages_label
 from cluster.analysis_barrier import AnalysisBarrier
-from cluster.in_flight import InFlightBound
 from cluster.ray_runtime import cluster_size
 from core.db import Document, ensure_indexes, open_client, require_uri
 from core.errors import DocumentError, RunError
@@ -153,7 +152,7 @@ class IndexRun:
         self._db = db
         self._pools = pools
         self._plan = plan
-        self._in_flight = InFlightBound(plan.max_batches_in_flight, plan.max_batches_while_loading)
+        self._in_flight = asyncio.Semaphore(plan.max_batches_in_flight)
         self._clock = _PhaseClock()
         self._failed: dict[str, str] = {}
         self._skipped = 0
@@ -167,14 +166,6 @@ class IndexRun:
         """Run every phase; `record` stores the outcome before the last event goes out, so a
         browser that refetches on `index:ready`/`index:failed` finds it. When `record` says
         the job had already ended (cancelled meanwhile), no last event is sent."""
-        try:
-            return await self._execute(job_id, record)
-        finally:
-            await self._in_flight.close()
-
-    async def _execute(
-        self, job_id: str, record: Callable[[RunSummary], Awaitable[bool]]
-    ) -> RunSummary:
         started = time.monotonic()
         documents = await self._db.documents.find({"workspaceId": self._workspace_id}).to_list()
         documents.sort(key=expected_size, reverse=True)
@@ -345,7 +336,6 @@ class IndexRun:
         except RayActorError as exc:
             reason = failure_message(exc)
             raise RunError("embed", f"the embed actors cannot start: {reason}") from None
-        self._in_flight.narrow()  # the model is loaded: the parsers need not run ahead
 
     async def _timed(self, phase: str, call: Any) -> Any:
         self._clock.enter(phase)
