@@ -578,7 +578,7 @@ def experiment_embed_threads(bench: Bench) -> None:
 
 
 def experiment_embed_processes(bench: Bench) -> None:
-    """EXPERIMENT: one single-threaded embed actor per stream (the plan before 2026-11-30:
+    """EXPERIMENT: one single-threaded embed actor per stream (the plan until 2026-11-29 20:00:
     each process imports torch and loads the model) instead of the streams sharing one
     actor, a cold and a warm run."""
 
