@@ -451,7 +451,7 @@ async def collect_until_terminal(watcher: Any, timeout_s: float) -> list[tuple[s
 async def kill_and_restart(server: EmbeddedMongo, outage_s: float, run: Any) -> EmbeddedMongo:
     """SIGKILL the server; after `outage_s` (sooner if the run ends meanwhile) start it again
     on the same data directory, as a supervisor would; it takes its old port back."""
-    port = int(server.uri.rsplit(":", 1)[1].strip("/"))
+    port = server.port
     os.kill(server.pid, signal.SIGKILL)
     await poll(lambda: _true(port_refuses(port)), 10, "the server to die")
     if outage_s:  # the fault's length, not a synchronisation
@@ -518,7 +518,7 @@ async def test_mongodb_down_longer_than_a_run_waits(
     do; the job and the workspace say so too; nothing is half-written; a re-run completes."""
     pages_total = sum(PAGES)
     wait_ms = 2_000
-    uri = f"{disk_mongo.uri}?serverSelectionTimeoutMS={wait_ms}"
+    uri = f"{disk_mongo.uri}&serverSelectionTimeoutMS={wait_ms}"
     settings = settings.with_overrides(mongodb_uri=Secret(uri))
     client = open_client(uri)
     db = client[settings.mongodb_db]
@@ -577,7 +577,7 @@ def test_crashed_embedded_server_takes_its_port_back_unless_taken(tmp_path: Path
     its old port back; when something else took the port meanwhile, it starts on another."""
     data_dir = tmp_path / "mongo"
     with EmbeddedMongo(data_dir) as first:
-        port = int(first.uri.rsplit(":", 1)[1].strip("/"))
+        port = first.port
         os.kill(first.pid, signal.SIGKILL)
         wait_until(lambda: port_refuses(port), 10, "the server to die")
         with EmbeddedMongo(data_dir) as second:

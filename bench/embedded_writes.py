@@ -1,0 +1,111 @@
+"""The embedded MongoDB server's CPU per write command as writes accumulate, with PyMongo's
+retryable writes on (its default) and off (what `core.embedded_mongo` puts in its URI).
+
+SecantusDB records every retryable write for 30 minutes (up to 10,000) and scans the records
+on each write; a run of the pipeline sends it about 1,200 write commands. Two in-memory
+servers, side by side in one run: each gets the same write commands (a bulk upsert of 6
+chunk documents, the shape of an analyze batch), one client with `retryWrites=true`, the
+other with `retryWrites=false`, and the server's CPU per command is measured at a few
+points along the way.
+
+Run: .venv/bin/python bench/embedded_writes.py [--commands 12000] [--sample 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+from pymongo import ASCENDING, MongoClient, UpdateOne
+
+from core.embedded_mongo import EmbeddedMongo
+
+CHUNKS_PER_COMMAND = 6
+CHUNK_TEXT = "word " * 166
+
+
+def server_cpu(server: EmbeddedMongo) -> Callable[[], float]:
+    process = psutil.Process(server.pid)
+
+    def seconds() -> float:
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
+    return seconds
+
+
+class Writer:
+    """One server, one client, and a counter so every command writes new documents."""
+
+    def __init__(self, server: EmbeddedMongo, *, retry_writes: bool) -> None:
+        self._client: MongoClient[dict[str, object]] = MongoClient(
+            server.uri, retryWrites=retry_writes
+        )
+        self._chunks = self._client.bench.chunks
+        self._chunks.create_index([("documentId", ASCENDING), ("chunkNo", ASCENDING)], unique=True)
+        self._cpu = server_cpu(server)
+        self._next = 0
+
+    def write(self, commands: int) -> None:
+        for _ in range(commands):
+            first, self._next = self._next, self._next + CHUNKS_PER_COMMAND
+            self._chunks.bulk_write(
+                [
+                    UpdateOne(
+                        {"documentId": f"d{n // 100}", "chunkNo": n},
+                        {"$set": {"workspaceId": "w", "text": CHUNK_TEXT}},
+                        upsert=True,
+                    )
+                    for n in range(first, first + CHUNKS_PER_COMMAND)
+                ],
+                ordered=False,
+            )
+
+    def ms_per_command(self, commands: int) -> float:
+        started = self._cpu()
+        self.write(commands)
+        return (self._cpu() - started) / commands * 1_000
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def measure(args: argparse.Namespace) -> None:
+    checkpoints = sorted({0, *range(2_000, args.commands + 1, 2_000)})
+    with tempfile.TemporaryDirectory(prefix="bench-writes-") as tmp:
+        folder = Path(tmp)
+        with (
+            EmbeddedMongo(folder / "on", in_memory=True) as server_on,
+            EmbeddedMongo(folder / "off", in_memory=True) as server_off,
+        ):
+            on = Writer(server_on, retry_writes=True)
+            off = Writer(server_off, retry_writes=False)
+            print(
+                f"server CPU ms per write command ({CHUNKS_PER_COMMAND} upserts), "
+                f"mean of {args.sample} commands"
+            )
+            print(f"{'commands before':>16} {'retryWrites on':>15} {'off':>8} {'on / off':>9}")
+            done = 0
+            for checkpoint in checkpoints:
+                on.write(checkpoint - done)
+                off.write(checkpoint - done)
+                ms_on = on.ms_per_command(args.sample)
+                ms_off = off.ms_per_command(args.sample)
+                done = checkpoint + args.sample
+                print(f"{checkpoint:>16,} {ms_on:>15.2f} {ms_off:>8.2f} {ms_on / ms_off:>9.2f}")
+            on.close()
+            off.close()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--commands", type=int, default=12_000, help="write commands in all")
+    parser.add_argument("--sample", type=int, default=300, help="commands timed at each point")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    measure(parse_args())
