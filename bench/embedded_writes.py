@@ -2,11 +2,11 @@
 retryable writes on (its default) and off (what `core.embedded_mongo` puts in its URI).
 
 SecantusDB records every retryable write for 30 minutes (up to 10,000) and scans the records
-on each write; a run of the pipeline sends it about 1,200 write commands. Two in-memory
-servers, side by side in one run: each gets the same write commands (a bulk upsert of 6
-chunk documents, the shape of an analyze batch), one client with `retryWrites=true`, the
-other with `retryWrites=false`, and the server's CPU per command is measured at a few
-points along the way.
+on each write; one run of bench/pipeline.py (390 pages) sends it about 1,100 write commands.
+Two in-memory servers, side by side in one run: each gets the same write commands (a bulk
+upsert of 6 chunk documents, the shape of an analyze batch), one client with
+`retryWrites=true`, the other with `retryWrites=false`, and the server's CPU per command is
+measured at a few points along the way.
 
 Run: .venv/bin/python bench/embedded_writes.py [--commands 12000] [--sample 300]
 """
