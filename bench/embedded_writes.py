@@ -1,12 +1,15 @@
 """The embedded MongoDB server's CPU per write command as writes accumulate, with PyMongo's
-retryable writes on (its default) and off (what `core.embedded_mongo` puts in its URI).
+retryable writes on (its default, which the indexer keeps) and off.
 
 SecantusDB records every retryable write for 30 minutes (up to 10,000) and scans the records
 on each write; one run of bench/pipeline.py (390 pages) sends it about 1,100 write commands.
 Two in-memory servers, side by side in one run: each gets the same write commands (a bulk
 upsert of 6 chunk documents, the shape of an analyze batch), one client with
 `retryWrites=true`, the other with `retryWrites=false`, and the server's CPU per command is
-measured at a few points along the way.
+measured at a few points along the way. The indexer keeps retryable writes on: the one
+automatic retry is what carries a run over a quick restart of the server
+(tests/test_faults.py::test_mongodb_restarted_at_once_the_run_resumes); a real mongod keeps
+one record per session, so the growth is the embedded stand-in's alone.
 
 Run: .venv/bin/python bench/embedded_writes.py [--commands 12000] [--sample 300]
 """

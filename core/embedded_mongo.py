@@ -57,13 +57,6 @@ LOG_FILE = "secantusd.log"
 CONFIG_FILE = "secantusd.toml"
 STORAGE_SUBDIR = "wiredtiger"
 
-# SecantusDB keeps a reply for every retryable write for 30 minutes (up to 10,000) and
-# scans them all on each write, sorting them once full: its CPU per write grows from about
-# 2 ms to 30 ms over a few runs (bench/embedded_writes.py). Every write of ours is an
-# idempotent upsert that the actors' supervision retries, so the driver's single automatic
-# retry is not needed against this server; a real mongod keeps one record per session.
-RETRY_WRITES = "retryWrites=false"
-
 POLL_INTERVAL_S = 0.05
 PING_TIMEOUT_MS = 1_000
 STOP_TIMEOUT_S = 15.0
@@ -117,8 +110,7 @@ class EmbeddedMongo:
 
     @property
     def uri(self) -> str:
-        """`mongodb://127.0.0.1:PORT/?retryWrites=false` of the running server; only valid
-        after `start()`."""
+        """`mongodb://127.0.0.1:PORT/` of the running server; only valid after `start()`."""
         if self._uri is None:
             raise RuntimeError("EmbeddedMongo is not started; call start() first")
         return self._uri
@@ -429,8 +421,7 @@ class EmbeddedMongo:
 
 
 def _uri_for(port: int) -> str:
-    """The URI every client of the server gets: retryable writes off (see RETRY_WRITES)."""
-    return f"mongodb://{HOST}:{port}/?{RETRY_WRITES}"
+    return f"mongodb://{HOST}:{port}/"
 
 
 def _client(uri: str) -> MongoClient[dict[str, Any]]:

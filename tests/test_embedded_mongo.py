@@ -101,7 +101,7 @@ async def test_start_write_stop_restart_keeps_data(tmp_path: Path) -> None:
     with EmbeddedMongo(data_dir) as server:
         assert server.started_here
         assert server.uri.startswith("mongodb://127.0.0.1:")
-        assert server.uri == f"mongodb://127.0.0.1:{server.port}/?retryWrites=false"
+        assert server.uri == f"mongodb://127.0.0.1:{server.port}/"
         assert state(data_dir)["port"] == server.port
         async with client(server.uri) as mongo:
             assert (await mongo.admin.command("ping"))["ok"] == 1

@@ -518,7 +518,7 @@ async def test_mongodb_down_longer_than_a_run_waits(
     do; the job and the workspace say so too; nothing is half-written; a re-run completes."""
     pages_total = sum(PAGES)
     wait_ms = 2_000
-    uri = f"{disk_mongo.uri}&serverSelectionTimeoutMS={wait_ms}"
+    uri = f"{disk_mongo.uri}?serverSelectionTimeoutMS={wait_ms}"
     settings = settings.with_overrides(mongodb_uri=Secret(uri))
     client = open_client(uri)
     db = client[settings.mongodb_db]
