@@ -119,7 +119,8 @@ class EmbeddedMongo:
     def port(self) -> int:
         """The running server's port; only valid after `start()`."""
         port = urlsplit(self.uri).port
-        assert port is not None, "the URI always names a port"
+        if port is None:  # never: `_uri_for` always names one
+            raise RuntimeError(f"no port in {self.uri}")
         return port
 
     @property
