@@ -36,6 +36,11 @@ class PoolPlan:
     ontology_cpus: float
     max_batches_in_flight: int
 
+    @property
+    def encode_streams(self) -> int:
+        """Batches the embed pool encodes at once: its actors times the streams of each."""
+        return self.embed_actors * self.embed_streams
+
 
 def plan_pools(cpus: float, gpus: float) -> PoolPlan:
     """Size the pools for a cluster with `cpus` CPUs and `gpus` GPUs in all."""

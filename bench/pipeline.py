@@ -584,7 +584,7 @@ def experiment_embed_processes(bench: Bench) -> None:
 
     def plan_actor_per_stream(cpus: float, gpus: float) -> PoolPlan:
         plan = plan_pools(cpus, gpus)
-        actors = plan.embed_actors * plan.embed_streams
+        actors = plan.encode_streams
         return replace(
             plan, embed_actors=actors, embed_streams=1, embed_cpus=plan.embed_cpus / actors
         )

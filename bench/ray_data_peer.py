@@ -244,11 +244,6 @@ CHUNKERS: dict[str, Callable[[dict[str, Any]], Iterator[dict[str, Any]]]] = {
 }
 
 
-def embedders(plan: PoolPlan) -> int:
-    """The reference's Embedder actors: one per encode stream of our embed pool."""
-    return plan.embed_actors * plan.embed_streams
-
-
 def reference_dataset(
     paths: list[Path], chunker: str, model_name: str, plan: PoolPlan, batch_size: int
 ) -> ray.data.Dataset:
@@ -262,7 +257,7 @@ def reference_dataset(
         .map_batches(
             Embedder,
             fn_constructor_kwargs={"model_name": model_name, "threads": plan.embed_threads},
-            compute=ray.data.ActorPoolStrategy(size=embedders(plan)),
+            compute=ray.data.ActorPoolStrategy(size=plan.encode_streams),  # one per stream of ours
             batch_size=batch_size,
             num_cpus=plan.embed_cpus / plan.embed_streams,
         )
@@ -663,7 +658,7 @@ def report(bench: Bench, load: float, args: argparse.Namespace) -> None:
         f"{CHUNK_OVERLAP_WORDS} words; writes pages, previews, chunks, vectors to MongoDB"
     )
     print(
-        f"ref:  read+parse+chunk tasks {PARSE_CPUS:g} CPU; Embedder x{embedders(plan)}, "
+        f"ref:  read+parse+chunk tasks {PARSE_CPUS:g} CPU; Embedder x{plan.encode_streams}, "
         f"{plan.embed_cpus / plan.embed_streams:g} CPU each, "
         f"{plan.embed_threads} torch threads, {args.embed_batch} rows a call; stores nothing"
     )

@@ -50,8 +50,8 @@ def test_pool_plan_fits_the_cluster() -> None:
         assert plan.embed_actors * plan.embed_gpus <= gpus
         assert (plan.embed_gpus == 1) == (gpus >= 1)
         # every encode stream and parser can have its next batch queued
-        streams = plan.embed_actors * plan.embed_streams
-        assert plan.max_batches_in_flight > streams + plan.render_actors + plan.analyze_actors
+        parsers = plan.render_actors + plan.analyze_actors
+        assert plan.max_batches_in_flight > plan.encode_streams + parsers
 
 
 @pytest.fixture
