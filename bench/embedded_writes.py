@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -30,14 +29,9 @@ CHUNKS_PER_COMMAND = 6
 CHUNK_TEXT = "word " * 166
 
 
-def server_cpu(server: EmbeddedMongo) -> Callable[[], float]:
-    process = psutil.Process(server.pid)
-
-    def seconds() -> float:
-        times = process.cpu_times()
-        return float(times.user + times.system)
-
-    return seconds
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 class Writer:
@@ -49,7 +43,7 @@ class Writer:
         )
         self._chunks = self._client.bench.chunks
         self._chunks.create_index([("documentId", ASCENDING), ("chunkNo", ASCENDING)], unique=True)
-        self._cpu = server_cpu(server)
+        self._server = psutil.Process(server.pid)
         self._next = 0
 
     def write(self, commands: int) -> None:
@@ -68,9 +62,9 @@ class Writer:
             )
 
     def ms_per_command(self, commands: int) -> float:
-        started = self._cpu()
+        started = cpu_seconds(self._server)
         self.write(commands)
-        return (self._cpu() - started) / commands * 1_000
+        return (cpu_seconds(self._server) - started) / commands * 1_000
 
     def close(self) -> None:
         self._client.close()
