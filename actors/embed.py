@@ -28,6 +28,7 @@ from bson.binary import Binary, BinaryVectorDtype
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from actors.allocator import keep_freed_memory
 from actors.idle import IdleTimer
 from actors.run_liveness import run_is_alive
 from actors.telemetry import PipelineMetrics
@@ -64,6 +65,7 @@ class EmbedActor:
     def __init__(self, settings: Settings, cpu_threads: int, streams: int = 1) -> None:
         import torch
 
+        self.keeps_freed_memory = keep_freed_memory()  # before the models' first allocations
         self.device = pick_device()
         self.streams = max(1, streams)
         threads = max(1, cpu_threads) if self.device == "cpu" else torch.get_num_threads()
@@ -87,7 +89,7 @@ class EmbedActor:
         self._idle.watch()
 
     def describe(self) -> dict[str, Any]:
-        """Readiness probe and placement report: device, threads, vector size."""
+        """Readiness probe and placement report: device, threads, vector size, allocator."""
         import torch
 
         return {
@@ -95,6 +97,7 @@ class EmbedActor:
             "threads": torch.get_num_threads(),
             "streams": self.streams,
             "dimensions": self.dimensions,
+            "keepsFreedMemory": self.keeps_freed_memory,
             "gpuIds": ray.get_gpu_ids(),
             "pid": os.getpid(),
         }

@@ -592,6 +592,60 @@ def experiment_embed_processes(bench: Bench) -> None:
     cold_and_warm(bench, "an embed actor per stream", driver, plan_pools=plan_actor_per_stream)
 
 
+def experiment_parse_ahead(bench: Bench) -> None:
+    """EXPERIMENT: PARSE_AHEAD batches parsed ahead of the embed pool, against the plan's
+    bound, a cold and a warm run each."""
+    for ahead in (0, PARSE_AHEAD):
+
+        def plan_ahead(cpus: float, gpus: float, ahead: int = ahead) -> PoolPlan:
+            plan = plan_pools(cpus, gpus)
+            return replace(plan, max_batches_in_flight=plan.max_batches_in_flight + ahead)
+
+        cold_and_warm(bench, f"{ahead} more batches in flight", driver, plan_pools=plan_ahead)
+
+
+PARSE_AHEAD = 40
+
+
+class _Renicer:
+    """Sets a niceness on the processes of the given actor classes while it runs (checked
+    every 0.2 s, so new actor processes are caught as they start)."""
+
+    def __init__(self, classes: tuple[str, ...], niceness: int) -> None:
+        self._classes = classes
+        self._niceness = niceness
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> _Renicer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            for proc in psutil.process_iter(["cmdline"]):
+                title = " ".join(proc.info["cmdline"] or [])
+                if title.startswith("ray::") and any(c in title for c in self._classes):
+                    with contextlib.suppress(psutil.Error):
+                        if proc.nice() != self._niceness:
+                            proc.nice(self._niceness)
+
+
+def experiment_nice_parsers(bench: Bench) -> None:
+    """EXPERIMENT: warm runs, alternating: the parser and ontology actors at niceness 10 (the
+    embed actor, the bottleneck, gets the cores whenever it can run) and at 0."""
+    parsers = ("FetchActor", "RenderActor", "AnalyzeActor", "OntologyActor")
+    for _ in range(2):
+        for niceness in (0, 10):
+            with _Renicer(parsers, niceness):
+                run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
+            report_experiment(f"parsers at niceness {niceness}", run, bench)
+
+
 async def _parse_batch_held(self: Any, args: tuple[Any, ...]) -> list[dict[str, Any]]:
     """`IndexRun._parse_batch` that keeps its batch in the analysis barrier."""
     await self._timed("render", self._pools.render.call("render", *args))
@@ -711,6 +765,8 @@ EXPERIMENTS: dict[str, Callable[[Bench], None]] = {
     "embed-threads": experiment_embed_threads,
     "embed-processes": experiment_embed_processes,
     "ontology-last": experiment_ontology_last,
+    "parse-ahead": experiment_parse_ahead,
+    "nice-parsers": experiment_nice_parsers,
 }
 
 

@@ -349,6 +349,8 @@ async def test_embed_pool_outlives_runs_and_leaves_when_idle(
         described = ray.get(actor.describe.remote())
         # on 2 CPUs: one process, a single-threaded encode stream per core
         assert (described["streams"], described["threads"]) == (2, 1), described
+        # glibc keeps the activations' memory for the next batch (actors/allocator.py)
+        assert described["keepsFreedMemory"] is True, described
         embed_pids.append(described["pid"])
 
     async def index_one(run_settings: Any, database: Any) -> str:
