@@ -3,9 +3,10 @@
 Each forward pass of the model allocates the same few MB of activations and frees them.
 glibc serves blocks that large with fresh `mmap`s and trims the heap's free top back to
 the kernel, so every batch faults its activations in again, page by page: about a
-million minor faults and 2.6 CPU-s of kernel time per 400 chunks on two encode streams
-(`bench/encode_allocator.py`). Raising the mmap and trim thresholds keeps those blocks in
-the heap for the next batch; the process holds at most its peak, which it reached anyway.
+million minor faults and 1.4-4.8 CPU-s of kernel time per 400 chunks on two streams,
+where the setting leaves a tenth of each (`bench/encode_allocator.py`). Raising the mmap
+and trim thresholds keeps those blocks in the heap for the next batch; the process holds
+at most its peak, which it reached anyway.
 
 glibc only (Linux nodes); elsewhere the call reports that nothing changed.
 """
@@ -19,7 +20,7 @@ import ctypes.util
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 # glibc's largest mmap threshold on 64-bit (blocks above it are mapped whatever the setting);
-# a batch's activations, attention included, are below it.
+# the activations of a driver batch (about 7 chunks), attention included, are below it.
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 # Free memory at the top of a heap beyond this goes back to the kernel: the peak of a few
 # batches stays, a one-off spike does not stay forever.
@@ -33,7 +34,7 @@ def keep_freed_memory() -> bool:
         return False
     try:
         mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc: musl has no mallopt, macOS's is a no-op
+    except (OSError, AttributeError):  # no such library, or no mallopt in it (macOS)
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
