@@ -592,6 +592,9 @@ def experiment_embed_processes(bench: Bench) -> None:
     cold_and_warm(bench, "an embed actor per stream", driver, plan_pools=plan_actor_per_stream)
 
 
+PARSE_AHEAD = 40
+
+
 def experiment_parse_ahead(bench: Bench) -> None:
     """EXPERIMENT: PARSE_AHEAD batches parsed ahead of the embed pool, against the plan's
     bound, a cold and a warm run each."""
@@ -602,9 +605,6 @@ def experiment_parse_ahead(bench: Bench) -> None:
             return replace(plan, max_batches_in_flight=plan.max_batches_in_flight + ahead)
 
         cold_and_warm(bench, f"{ahead} more batches in flight", driver, plan_pools=plan_ahead)
-
-
-PARSE_AHEAD = 40
 
 
 class _Renicer:
@@ -637,8 +637,12 @@ class _Renicer:
 
 def experiment_nice_parsers(bench: Bench) -> None:
     """EXPERIMENT: warm runs, alternating: the parser and ontology actors at niceness 10 (the
-    embed actor, the bottleneck, gets the cores whenever it can run) and at 0."""
+    embed actor, the bottleneck, gets the cores whenever it can run) and at 0. Root only:
+    parked actors keep their niceness, and only root may lower it again."""
+    if os.geteuid() != 0:
+        raise SystemExit("--experiment nice-parsers needs root (see its docstring)")
     parsers = ("FetchActor", "RenderActor", "AnalyzeActor", "OntologyActor")
+    warm_up(bench)
     for _ in range(2):
         for niceness in (0, 10):
             with _Renicer(parsers, niceness):
@@ -667,6 +671,7 @@ def experiment_ontology_last(bench: Bench) -> None:
     """EXPERIMENT: warm runs, alternating: the ontology built while the last batches embed
     (the code) and after the last batch is embedded (the order before
     cluster/analysis_barrier.py: each batch leaves the barrier after its embed)."""
+    warm_up(bench)
     for _ in range(2):
         run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
         report_experiment("ontology while the last pages embed", run, bench)
@@ -677,6 +682,15 @@ def experiment_ontology_last(bench: Bench) -> None:
         ):
             run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
         report_experiment("ontology after the last page", run, bench)
+
+
+def warm_up(bench: Bench) -> None:
+    """An untimed run when no embed pool is up (an experiment before this one removed it),
+    so that the warm runs that follow are warm."""
+    from actors.embed_pool import pool_actor_names
+
+    if not pool_actor_names():
+        ray_run(bench.mongo_uri, bench.folder, bench.paths)
 
 
 def cold_and_warm(bench: Bench, what: str, module: Any, **values: Any) -> None:
