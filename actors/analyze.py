@@ -20,7 +20,7 @@ from actors.layout import (
 from actors.pdf import OpenDocuments
 from actors.supervision import SupervisedActor, supervised_remote
 from actors.telemetry import PipelineMetrics
-from core.db import LazyDatabase
+from core.db import LazyDatabase, retried_once
 from core.errors import DocumentError
 from core.settings import Settings
 
@@ -62,7 +62,8 @@ class AnalyzeActor(SupervisedActor):
         # A re-analysis that yields fewer chunks must not leave the old tail behind.
         # One range per page, each answered from the (documentId, chunkNo) index; an `$or`
         # of them made SecantusDB scan every chunk of the collection, each batch.
-        await db.chunks.bulk_write([_stale_tail(document_id, p) for p in pages], ordered=False)
+        stale_tails = [_stale_tail(document_id, p) for p in pages]
+        await retried_once(lambda: db.chunks.bulk_write(stale_tails, ordered=False))
         await db.pages.bulk_write(
             [_page_write(document_id, stamp, page) for page in pages], ordered=False
         )

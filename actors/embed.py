@@ -32,7 +32,7 @@ from actors.allocator import keep_freed_memory
 from actors.idle import IdleTimer
 from actors.run_liveness import run_is_alive
 from actors.telemetry import PipelineMetrics
-from core.db import Document, LazyClient
+from core.db import Document, LazyClient, retried_once
 from core.embedding import encode, load_model
 from core.errors import RunError
 from core.settings import Settings
@@ -167,8 +167,11 @@ class EmbedActor:
                 ],
                 ordered=False,
             )
-        await db.pages.update_many(
-            {"documentId": document_id, "pageNo": {"$in": page_nos}}, {"$set": {"done": True}}
+        await retried_once(
+            lambda: db.pages.update_many(
+                {"documentId": document_id, "pageNo": {"$in": page_nos}},
+                {"$set": {"done": True}},
+            )
         )
 
 

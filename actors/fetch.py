@@ -20,7 +20,7 @@ from gridfs import AsyncGridFSBucket
 
 from actors.pdf import open_pdf
 from actors.supervision import SupervisedActor, supervised_remote
-from core.db import DOCUMENTS_BUCKET, Document, LazyDatabase
+from core.db import DOCUMENTS_BUCKET, Document, LazyDatabase, retried_once
 from core.errors import DocumentError
 from core.settings import Settings
 
@@ -222,7 +222,7 @@ class FetchActor(SupervisedActor):
             stale["sha256"] = {"$ne": sha256}
         # chunks first: a run stopped in between never leaves a chunk without its page
         for name in ("chunks", "pages"):
-            await db[name].delete_many(stale)
+            await retried_once(lambda name=name: db[name].delete_many(stale))
 
 
 def read_local_file(source: str, max_bytes: int) -> bytes:

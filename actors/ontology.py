@@ -9,7 +9,7 @@ from pymongo import ReplaceOne
 
 from actors.concepts import build_concepts
 from actors.idle import IdleTimer
-from core.db import LazyDatabase
+from core.db import LazyDatabase, retried_once
 from core.settings import Settings
 
 
@@ -38,10 +38,12 @@ class OntologyActor:
 
     async def _build(self, workspace_id: str) -> int:
         db = self._db.get()
-        cursor = db.chunks.find(
-            {"workspaceId": workspace_id}, {"documentId": 1, "chunkNo": 1, "text": 1}
+        stored = await retried_once(
+            lambda: db.chunks.find(
+                {"workspaceId": workspace_id}, {"documentId": 1, "chunkNo": 1, "text": 1}
+            ).to_list()
         )
-        chunks = [(c["documentId"], c["chunkNo"], c.get("text", "")) async for c in cursor]
+        chunks = [(c["documentId"], c["chunkNo"], c.get("text", "")) for c in stored]
         concepts = build_concepts(chunks)
         now = datetime.now(UTC)
         writes = [
@@ -63,10 +65,9 @@ class OntologyActor:
         ]
         if writes:
             await db.concepts.bulk_write(writes, ordered=False)
-        await db.concepts.delete_many(
-            {
-                "workspaceId": workspace_id,
-                "conceptId": {"$nin": [c.concept_id for c in concepts]},
-            }
-        )
+        gone = {
+            "workspaceId": workspace_id,
+            "conceptId": {"$nin": [c.concept_id for c in concepts]},
+        }
+        await retried_once(lambda: db.concepts.delete_many(gone))
         return len(concepts)

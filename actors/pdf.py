@@ -17,7 +17,7 @@ from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 from pymongo.asynchronous.database import AsyncDatabase
 
-from core.db import DOCUMENTS_BUCKET, Document
+from core.db import DOCUMENTS_BUCKET, Document, retried_once
 from core.errors import DocumentError
 
 if TYPE_CHECKING:
@@ -64,10 +64,15 @@ class OpenDocuments:
             self._open.move_to_end(gridfs_id)
             return self._open[gridfs_id]
         bucket = AsyncGridFSBucket(db, bucket_name=DOCUMENTS_BUCKET)
-        stream = await bucket.open_download_stream(ObjectId(gridfs_id))
-        document = open_pdf(await stream.read())
+        document = open_pdf(await retried_once(lambda: _download(bucket, gridfs_id)))
         self._open[gridfs_id] = document
         while len(self._open) > OPEN_DOCUMENTS_KEPT:
             _, oldest = self._open.popitem(last=False)
             oldest.close()
         return document
+
+
+async def _download(bucket: AsyncGridFSBucket, gridfs_id: str) -> bytes:
+    """A PDF's bytes; its chunks come through a cursor, which PyMongo does not retry."""
+    stream = await bucket.open_download_stream(ObjectId(gridfs_id))
+    return await stream.read()

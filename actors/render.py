@@ -14,7 +14,7 @@ from actors.pdf import OpenDocuments
 from actors.png import encode_png
 from actors.supervision import SupervisedActor, supervised_remote
 from actors.telemetry import PipelineMetrics
-from core.db import PAGES_BUCKET, Document, LazyDatabase
+from core.db import PAGES_BUCKET, Document, LazyDatabase, retried_once
 from core.gridfs_batch import NewFile, insert_files
 from core.settings import Settings
 
@@ -88,8 +88,11 @@ class RenderActor(SupervisedActor):
         self, db: AsyncDatabase[Document], filenames: list[str]
     ) -> dict[str, dict[str, Any]]:
         files = db[f"{PAGES_BUCKET}.files"]
-        cursor = files.find({"filename": {"$in": filenames}}, {"filename": 1, "metadata": 1})
-        return {f["filename"]: {"fileId": f["_id"], **f.get("metadata", {})} async for f in cursor}
+        query = {"filename": {"$in": filenames}}
+        found = await retried_once(
+            lambda: files.find(query, {"filename": 1, "metadata": 1}).to_list()
+        )
+        return {f["filename"]: {"fileId": f["_id"], **f.get("metadata", {})} for f in found}
 
     def _render_page(self, document: Any, filename: str, page_no: int) -> NewFile:
         try:  # MuPDF raises more than RuntimeError (FzErrorLimit, FzErrorSystem, MemoryError)

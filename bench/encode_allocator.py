@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import random
 import resource
 import statistics
@@ -26,6 +27,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STREAMS = 2
@@ -55,10 +57,22 @@ def child(variant: str, chunks: int) -> None:
     models = [load_model("all-MiniLM-L6-v2", "cpu") for _ in range(STREAMS)]
     texts = chunk_texts(chunks)
     batches = [texts[i : i + CHUNKS_PER_BATCH] for i in range(0, len(texts), CHUNKS_PER_BATCH)]
+    free_models: queue.Queue[Any] = queue.Queue()
+    for model in models:
+        free_models.put(model)
+
+    def encode_batch(texts: list[str]) -> None:
+        """On a model no other thread is using, as EmbedActor's streams do."""
+        model = free_models.get()
+        try:
+            encode(model, texts)
+        finally:
+            free_models.put(model)
+
     with ThreadPoolExecutor(STREAMS, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        list(pool.map(lambda i: encode(models[i], batches[0]), range(STREAMS)))  # warm-up
+        list(pool.map(encode_batch, [batches[0]] * STREAMS))  # warm-up
         before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        list(pool.map(lambda i: encode(models[i % STREAMS], batches[i]), range(len(batches))))
+        list(pool.map(encode_batch, batches))
         wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
     figures = {
         "variant": variant,

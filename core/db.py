@@ -13,18 +13,20 @@ restart, a failover); the head waits 5 s, so a browser gets an answer (503) quic
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import AutoReconnect, PyMongoError, ServerSelectionTimeoutError
 
 from core.errors import StorageError
 from core.settings import Settings
 
 Document = dict[str, Any]
+T = TypeVar("T")
 
 # PyMongo's own default: a run rides out a server restart instead of failing.
 SERVER_SELECTION_TIMEOUT_MS = 30_000
@@ -93,6 +95,22 @@ def _uri_sets(uri: str, option: str) -> bool:
     """Whether the connection string's query sets `option` (names are case-insensitive)."""
     query = urlsplit(uri).query
     return any(name.lower() == option.lower() for name, _ in parse_qsl(query))
+
+
+async def retried_once(operation: Callable[[], Awaitable[T]]) -> T:
+    """Run `operation` once more after a network error, as PyMongo does for retryable writes
+    and reads but will not do for these: multi-document updates and deletes (`update_many`,
+    a bulk write holding a `DeleteMany`) and cursors read past their first batch. Ours are
+    idempotent (keyed upserts, range deletes, reads), so a run rides over a restart of the
+    server in the middle of one as it does in the middle of any other write. The second
+    attempt waits for the server like any operation; a server that was not found in time
+    (ServerSelectionTimeoutError) is not asked again."""
+    try:
+        return await operation()
+    except AutoReconnect as exc:
+        if isinstance(exc, ServerSelectionTimeoutError):
+            raise
+        return await operation()
 
 
 def require_uri(settings: Settings) -> str:
