@@ -5,7 +5,8 @@ readable here a moment later. Indexes are created at start-up and creation is
 idempotent (same spec twice is a no-op).
 
 Outages: an operation waits up to the server selection timeout for a reachable server, and
-writes and reads are retried once after a network error (retryable writes and reads). Runs
+writes and reads are retried once after a network error: by PyMongo (retryable writes and
+reads), and by `retried_once` for the idempotent operations PyMongo does not retry. Runs
 wait 30 s, long enough to ride out a restart of the server (a crash and its supervisor's
 restart, a failover); the head waits 5 s, so a browser gets an answer (503) quickly. A
 `serverSelectionTimeoutMS` in MONGODB_URI wins over both: it is the operator's knob.
