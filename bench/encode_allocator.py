@@ -26,10 +26,8 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
 STREAMS = 2
 CHUNKS_PER_BATCH = 7
 WORDS_PER_CHUNK = 166
@@ -46,7 +44,6 @@ def chunk_texts(count: int) -> list[str]:
 
 def child(variant: str, chunks: int) -> None:
     """Encode every batch once on STREAMS threads; print one JSON line of figures."""
-    sys.path.insert(0, str(ROOT))
     import torch
 
     from actors.allocator import keep_freed_memory
