@@ -467,3 +467,27 @@ async def test_a_parser_actor_whose_run_is_gone_leaves(local_ray, settings) -> N
     while options["name"] in parser_names():
         assert time.monotonic() < deadline, "the orphaned actor never left"
         await asyncio.sleep(0.5)
+
+
+async def test_an_embed_model_that_cannot_load_fails_the_run(
+    local_ray, corpus, settings, db, tmp_path
+) -> None:
+    """The driver asks the embed pool at the run's start (the parsers may run ahead while it
+    loads); a model that does not load fails the run once, with the reason, and blames no
+    document."""
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    await add_document(db, workspace_id, str(corpus["good"][0]), max_bytes=10**9)
+    missing_model = str(tmp_path / "no-such-model")
+    summary = await run_index(settings.with_overrides(embed_model=missing_model), workspace_id)
+    assert summary.status == "failed", summary
+    assert summary.error is not None
+    assert "the embed actors cannot start" in summary.error
+    assert summary.failed_documents == {}
+    workspace = await db.workspaces.find_one({"_id": ObjectId(workspace_id)})
+    assert workspace["indexStatus"] == "failed"
+    assert (
+        await db.chunks.count_documents(
+            {"workspaceId": workspace_id, "embedding": {"$exists": True}}
+        )
+        == 0
+    )
