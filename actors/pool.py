@@ -17,10 +17,6 @@ from typing import Any
 
 PAGE_BATCH = 4
 SLOTS_PER_ACTOR = 2
-# Page batches the parsers may run ahead of the bound while the embed pool loads its
-# models (importing torch and loading them takes seconds of one core, in which the other
-# cores would idle): 160 pages of chunk texts held by the driver at most.
-PARSE_AHEAD_BATCHES = 40
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +35,6 @@ class PoolPlan:
     embed_streams: int
     ontology_cpus: float
     max_batches_in_flight: int
-    parse_ahead_batches: int
 
     @property
     def encode_streams(self) -> int:
@@ -84,7 +79,6 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         embed_streams=streams,
         ontology_cpus=0.25,
         max_batches_in_flight=SLOTS_PER_ACTOR * slots + 2,
-        parse_ahead_batches=PARSE_AHEAD_BATCHES,
     )
 
 

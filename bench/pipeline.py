@@ -65,7 +65,7 @@ import cluster.driver as driver
 from actors.layout import blocks_from_dict, chunk_page, page_text
 from actors.pdf import open_pdf
 from actors.png import encode_png
-from actors.pool import PAGE_BATCH, PARSE_AHEAD_BATCHES, PoolPlan, plan_pools
+from actors.pool import PAGE_BATCH, PoolPlan, plan_pools
 from actors.render import preview_dpi
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
@@ -434,8 +434,7 @@ def print_header(bench: Bench, threads: int) -> None:
         f"{plan.embed_streams} streams of {plan.embed_threads} torch threads; "
         f"render/analyze {plan.render_actors} x "
         f"{plan.render_cpus:g} CPU; {PAGE_BATCH} pages per batch, "
-        f"{plan.max_batches_in_flight} batches in flight "
-        f"({plan.max_batches_in_flight + plan.parse_ahead_batches} while the embed pool loads)"
+        f"{plan.max_batches_in_flight} batches in flight"
     )
 
 
@@ -593,29 +592,19 @@ def experiment_embed_processes(bench: Bench) -> None:
     cold_and_warm(bench, "an embed actor per stream", driver, plan_pools=plan_actor_per_stream)
 
 
-PARSE_AHEAD_PAIRS = 4
+PARSE_AHEAD = 40
 
 
 def experiment_parse_ahead(bench: Bench) -> None:
-    """EXPERIMENT: cold runs alternating no batches parsed ahead while the embed pool loads
-    and the plan's `parse_ahead_batches` (the code). Warm runs find the pool up before their
-    first batch, so only cold runs can differ."""
-    seconds: dict[int, list[float]] = {0: [], PARSE_AHEAD_BATCHES: []}
-    for _ in range(PARSE_AHEAD_PAIRS):
-        for ahead in seconds:
+    """EXPERIMENT: PARSE_AHEAD batches parsed ahead of the embed pool, against the plan's
+    bound, a cold and a warm run each."""
+    for ahead in (0, PARSE_AHEAD):
 
-            def plan_ahead(cpus: float, gpus: float, ahead: int = ahead) -> PoolPlan:
-                return replace(plan_pools(cpus, gpus), parse_ahead_batches=ahead)
+        def plan_ahead(cpus: float, gpus: float, ahead: int = ahead) -> PoolPlan:
+            plan = plan_pools(cpus, gpus)
+            return replace(plan, max_batches_in_flight=plan.max_batches_in_flight + ahead)
 
-            what = f"{ahead} batches ahead while the embed pool loads"
-            run = cold_run(bench, what, driver, plan_pools=plan_ahead)
-            seconds[ahead].append(run.seconds)
-    gains = [off - on for off, on in zip(seconds[0], seconds[PARSE_AHEAD_BATCHES], strict=True)]
-    print(
-        "  parse ahead, cold runs, seconds saved in each pair: "
-        + ", ".join(f"{g:+.2f}" for g in gains)
-        + f"; median {statistics.median(gains):+.2f}s"
-    )
+        cold_and_warm(bench, f"{ahead} more batches in flight", driver, plan_pools=plan_ahead)
 
 
 class _Renicer:
@@ -708,29 +697,15 @@ def cold_and_warm(bench: Bench, what: str, module: Any, **values: Any) -> None:
     """A cold and a warm run with `module` patched, in actors of their own: the embed pool
     and the parked parser and ontology actors are removed before (so the cold run starts
     every actor, as run 1 does) and after."""
-    remove_run_actors()
+    import actors.embed_pool as embed_pool
+    from actors.spares import remove_spares
+
+    embed_pool.remove_other_pools(keep=None)
+    remove_spares()
     with patched(module, **values):
         for label in ("cold", "warm"):
             run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
             report_experiment(f"{what}, {label}", run, bench)
-    remove_run_actors()
-
-
-def cold_run(bench: Bench, what: str, module: Any, **values: Any) -> RayRun:
-    """A run with `module` patched that starts every actor afresh, as run 1 does."""
-    remove_run_actors()
-    with patched(module, **values):
-        run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
-        report_experiment(f"{what}, cold", run, bench)
-    remove_run_actors()
-    return run
-
-
-def remove_run_actors() -> None:
-    """Remove the embed pool and the parked parser and ontology actors."""
-    import actors.embed_pool as embed_pool
-    from actors.spares import remove_spares
-
     embed_pool.remove_other_pools(keep=None)
     remove_spares()
 

@@ -33,7 +33,6 @@ from actors.progress import ProgressAggregator
 from actors.spares import keeps_parsers, ontology_actor
 from actors.supervision import SupervisedPool, pages_label
 from cluster.analysis_barrier import AnalysisBarrier
-from cluster.batch_bound import BatchBound
 from cluster.ray_runtime import cluster_size
 from core.db import Document, ensure_indexes, open_client, require_uri
 from core.errors import DocumentError, RunError
@@ -153,8 +152,7 @@ class IndexRun:
         self._db = db
         self._pools = pools
         self._plan = plan
-        # Wider while the embed pool loads its models; see `_watch_embed_pool`.
-        self._bound = BatchBound(plan.max_batches_in_flight + plan.parse_ahead_batches)
+        self._in_flight = asyncio.Semaphore(plan.max_batches_in_flight)
         self._clock = _PhaseClock()
         self._failed: dict[str, str] = {}
         self._skipped = 0
@@ -169,16 +167,6 @@ class IndexRun:
         browser that refetches on `index:ready`/`index:failed` finds it. When `record` says
         the job had already ended (cancelled meanwhile), no last event is sent."""
         started = time.monotonic()
-        self._watch_embed_pool()
-        try:
-            return await self._execute(job_id, record, started)
-        finally:
-            assert self._embed_ready is not None
-            self._embed_ready.cancel()  # a run without pages to embed may end before it
-
-    async def _execute(
-        self, job_id: str, record: Callable[[RunSummary], Awaitable[bool]], started: float
-    ) -> RunSummary:
         documents = await self._db.documents.find({"workspaceId": self._workspace_id}).to_list()
         documents.sort(key=expected_size, reverse=True)
         aggregator = self._pools.aggregator
@@ -300,7 +288,7 @@ class IndexRun:
         for start in range(0, len(todo), PAGE_BATCH):
             if fetched.document_id in self._failed:
                 break
-            await self._bound.acquire()
+            await self._in_flight.acquire()
             batch = todo[start : start + PAGE_BATCH]
             self._analysis.batch_started()
             tasks.append(asyncio.create_task(self._run_batch(fetched, batch)))
@@ -325,7 +313,7 @@ class IndexRun:
             await self._document_failed(fetched.document_id, exc)
             raise
         finally:
-            self._bound.release()
+            self._in_flight.release()
 
     async def _parse_batch(self, args: tuple[Any, ...]) -> list[dict[str, Any]]:
         """Render and analyze a batch; its chunk texts are written when this returns."""
@@ -335,23 +323,11 @@ class IndexRun:
         finally:
             self._analysis.batch_analyzed()
 
-    def _watch_embed_pool(self) -> None:
-        """Ask the embed pool at once whether it is up. Until it answers (a cold pool imports
-        torch and loads its models: seconds of one core), the parsers may run
-        `parse_ahead_batches` beyond the bound on the cores it leaves idle; then the bound
-        narrows, and no batch is admitted until enough of the ones ahead have embedded."""
-        self._embed_ready = asyncio.ensure_future(self._describe_embed_pool())
-        self._embed_ready.add_done_callback(self._narrow_bound)
-
-    def _narrow_bound(self, ready: asyncio.Future[None]) -> None:
-        self._bound.set_limit(self._plan.max_batches_in_flight)
-        if not ready.cancelled():
-            ready.exception()  # seen here; `_embed_pool_started` raises it for the batches
-
     async def _embed_pool_started(self) -> None:
         """An embed pool that cannot start (a model that does not load) fails the run, not
         each document in turn: asked once, shared by every batch."""
-        assert self._embed_ready is not None
+        if self._embed_ready is None:
+            self._embed_ready = asyncio.ensure_future(self._describe_embed_pool())
         await asyncio.shield(self._embed_ready)
 
     async def _describe_embed_pool(self) -> None:

@@ -472,9 +472,8 @@ async def test_a_parser_actor_whose_run_is_gone_leaves(local_ray, settings) -> N
 async def test_an_embed_model_that_cannot_load_fails_the_run(
     local_ray, corpus, settings, db, tmp_path
 ) -> None:
-    """The driver asks the embed pool at the run's start (the parsers may run ahead while it
-    loads); a model that does not load fails the run once, with the reason, and blames no
-    document."""
+    """A model that does not load fails the run once, with the reason, and blames no
+    document: the driver asks the embed pool once for all batches."""
     workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
     await add_document(db, workspace_id, str(corpus["good"][0]), max_bytes=10**9)
     missing_model = str(tmp_path / "no-such-model")
