@@ -9,15 +9,25 @@ would cross it fails at once. MuPDF turns that into an exception (`malloc (N byt
 failed`) and Python into a MemoryError: the page fails with a clear error and the actor
 lives on. RSS is still read, after each call, to recycle actors that grew (actors/supervision.py).
 
+A capped process also gives up Abseil's failure signal handler, which Ray's core worker
+installs: it maps memory to write its report, and at the cap that fails inside the handler,
+which then re-enters itself forever (`die_on_fatal_signals`).
+
 Linux only (`/proc` and RLIMIT_DATA's accounting since Linux 4.7), like the Ray nodes.
 """
 
 from __future__ import annotations
 
+import ctypes
+import faulthandler
 import os
 import resource
+import signal
 
 MIB = 1024 * 1024
+# The signals Abseil's failure handler and Python's faulthandler both take.
+FATAL_SIGNALS = (signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGSEGV)
+SIG_ERR = ctypes.c_void_p(-1).value
 # MuPDF: "malloc (N bytes) failed", "calloc (N x M bytes) failed", "realloc (...) failed".
 _OUT_OF_MEMORY_MARKERS = ("malloc (", "calloc (", "realloc (", "out of memory")
 
@@ -50,6 +60,27 @@ def cap_allocations(budget_bytes: int) -> int:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
     return limit
+
+
+def die_on_fatal_signals() -> None:
+    """Let a fatal signal end this process, after Python's traceback (written without
+    allocating), instead of running Abseil's failure handler.
+
+    That handler, which Ray's core worker installs, maps memory to symbolize the stack. At
+    the RLIMIT_DATA cap the mapping fails, the failure aborts inside the handler, and the
+    handler re-enters itself forever: a render actor of the test suite spun so for minutes,
+    writing 6 GB of "mmap error: 12" to its log, and `ray.kill` did not end it. Set with
+    libc's `signal` because an async actor's constructor does not run on the main thread,
+    where Python's `signal.signal` would have to be called.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    faulthandler.disable()
+    for signum in FATAL_SIGNALS:
+        if libc.signal(int(signum), None) == SIG_ERR:  # None: SIG_DFL
+            raise OSError(ctypes.get_errno(), f"cannot reset the handler of {signum.name}")
+    faulthandler.enable()  # chained to the default action set above
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

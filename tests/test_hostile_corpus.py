@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import time
@@ -23,7 +24,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from actors.fetch import inspect_pdf
-from actors.memory import MIB, is_out_of_memory
+from actors.memory import FATAL_SIGNALS, MIB, is_out_of_memory
 from actors.render import MAX_PREVIEW_PIXELS
 from actors.supervision import (
     ParserLimits,
@@ -331,14 +332,45 @@ def worker_actor() -> Any:
             self._supervise(settings, aggregator=None)
             self._held: list[bytes] = []
 
+        async def fatal_signal_handlers(self) -> dict[str, str]:
+            """The file each fatal signal's handler lives in (or SIG_DFL / SIG_IGN)."""
+            return {signum.name: handler_file(signum) for signum in FATAL_SIGNALS}
+
         async def work(self, document: str, seconds: float = 0, hold_mb: int = 0) -> int:
             if document == "crash":
                 os._exit(1)
+            if document == "abort at the cap":
+                self._fill_to_the_cap()
+                os.abort()
             time.sleep(seconds)  # noqa: ASYNC251 - blocks the actor, as a MuPDF call does
             self._held.append(b"\1" * hold_mb * MIB)
             return os.getpid()
 
+        def _fill_to_the_cap(self) -> None:
+            """Allocate until RLIMIT_DATA refuses, down to 256-byte blocks."""
+            for size in (MIB, 64 * 1024, 4096, 256):
+                with contextlib.suppress(MemoryError):
+                    while True:
+                        self._held.append(bytes(size))
+
     return Worker
+
+
+def handler_file(signum: int) -> str:
+    """Where this process's handler of `signum` lives: the mapped file holding its address."""
+    action = ctypes.create_string_buffer(256)  # a struct sigaction; sa_handler comes first
+    if ctypes.CDLL(None, use_errno=True).sigaction(int(signum), None, action) != 0:
+        raise OSError(ctypes.get_errno(), "sigaction")
+    address = int.from_bytes(action.raw[:8], "little")
+    if address in (0, 1):
+        return ("SIG_DFL", "SIG_IGN")[address]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            low, high = (int(bound, 16) for bound in fields[0].split("-"))
+            if low <= address < high:
+                return fields[5] if len(fields) > 5 else "anonymous memory"
+    return hex(address)
 
 
 @pytest.fixture
@@ -374,6 +406,25 @@ async def test_a_call_that_kills_its_actors_fails_alone(make_pool) -> None:
     with pytest.raises(DocumentError, match=r"^render: document crash: the render actor died "):
         await crash
     assert isinstance(await waiting, int)
+    assert pool.replaced_after_death == 2
+
+
+async def test_a_parser_process_dies_of_a_fatal_signal_at_its_memory_cap(make_pool) -> None:
+    """Ray's core worker handles fatal signals with Abseil's failure handler, which maps
+    memory to write its report; at the memory cap that failed inside the handler, which
+    re-entered itself forever (a render actor of the test suite spun so for minutes, and
+    `ray.kill` did not end it). A parser process hands them to Python's faulthandler and
+    then the default action: an abort at the cap ends the process, and the pool reports the
+    death."""
+    pool = make_pool()
+    [handle] = pool.actors
+    handlers = await handle.fatal_signal_handlers.remote()
+    assert set(handlers) == {signum.name for signum in FATAL_SIGNALS}
+    for name, where in handlers.items():
+        assert "_raylet" not in where, f"{name} is handled by Ray's {where}"
+        assert "libpython" in where or "python" in Path(where).name, (name, where)
+    with pytest.raises(DocumentError, match=r"^render: document abort at the cap: the render "):
+        await pool.call("work", "abort at the cap")
     assert pool.replaced_after_death == 2
 
 
