@@ -52,8 +52,11 @@ def cap_allocations(budget_bytes: int) -> int:
     """Let this process allocate at most `budget_bytes` more than it holds now.
 
     Called once an actor has imported what it needs, so the budget is for the pages it
-    will parse. Returns the limit set (bytes of private writable memory).
+    will parse. A capped process cannot run Abseil's failure handler, so fatal signals are
+    handed over first (`die_on_fatal_signals`). Returns the limit set (bytes of private
+    writable memory).
     """
+    die_on_fatal_signals()
     limit = data_bytes() + budget_bytes
     _, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if hard != resource.RLIM_INFINITY:

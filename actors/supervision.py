@@ -46,7 +46,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from actors.idle import IdleTimer
-from actors.memory import MIB, cap_allocations, die_on_fatal_signals, is_out_of_memory, rss_bytes
+from actors.memory import MIB, cap_allocations, is_out_of_memory, rss_bytes
 from actors.pdf import load_pymupdf
 from actors.run_liveness import run_is_alive
 from core.errors import DocumentError, RunError
@@ -396,7 +396,6 @@ class SupervisedActor:
         load_pymupdf()
         self._memory_mb = settings.parser_memory_mb
         cap_allocations(settings.parser_memory_mb * MIB)
-        die_on_fatal_signals()
         self._aggregator = aggregator
         self._documents_before = 0
         self._idle_s = settings.parser_idle_s
