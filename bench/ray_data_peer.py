@@ -39,7 +39,9 @@ ref   The pipeline of Ray's own document-embedding benchmark
       purpose: PyMuPDF comes from `actors.pdf.load_pymupdf`, without its layout add-on
       (seconds of onnxruntime import per worker, as our actors skip it); the Embedder loads
       the model with `core.embedding.load_model` (the same bundled all-MiniLM-L6-v2, offline)
-      and encodes with `core.embedding.encode`, with torch threads set exactly as our
+      and encodes with `core.embedding.encode` at sentence-transformers' default batch
+      size (Ray's script calls `model.encode` with it; each map batch of 10 is one forward
+      pass), with torch threads set exactly as our
       EmbedActor sets them (`plan_pools`'s embed_threads); no
       `model.compile()` (torch.compile on a CPU compiles for minutes and recompiles for
       every new batch shape); the parse stages reserve 1 CPU (below).
@@ -119,7 +121,7 @@ from cluster.ray_runtime import cluster_size, connect_ray
 from cluster.sample_corpus import write_sample_workspace
 from core.db import open_client
 from core.embedded_mongo import EmbeddedMongo
-from core.embedding import encode, load_model
+from core.embedding import DEFAULT_BATCH_SIZE, encode, load_model
 from core.settings import Settings
 
 RAY_CPUS = 2
@@ -224,7 +226,8 @@ class Embedder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = len(batch["chunk"])
-        batch["embedding"] = encode(self._model, [str(text) for text in batch["chunk"]])
+        texts = [str(text) for text in batch["chunk"]]
+        batch["embedding"] = encode(self._model, texts, DEFAULT_BATCH_SIZE)
         batch["actor"] = np.array([self._actor] * rows)
         batch["actor_pid"] = np.full(rows, self._pid)
         batch["load_s"] = np.full(rows, self._load_s)
