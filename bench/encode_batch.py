@@ -16,7 +16,8 @@ runs are not comparable):
   `bench/pipeline.py`'s (c).
 
 It prints seconds and CPU seconds per size (mean and best of the rounds), each size's mean
-against sentence-transformers' default of 32 texts a pass, and the largest difference
+against sentence-transformers' default of 32 texts a pass, the padding tokens each size
+adds (per driver batch and all at once), and the largest difference
 between the vectors of the smallest size and of 32 (padding changes the arithmetic, not
 the result).
 
@@ -101,6 +102,30 @@ def all_cores(model: Any, texts: list[str], rounds: int) -> Rounds:
     return in_turn(lambda size: encode(model, texts, size), rounds)
 
 
+def padded_tokens(model: Any, groups: list[list[str]], size: int) -> int:
+    """Tokens the model is given when each group is encoded `size` texts a pass: sorted by
+    length, as `encode` sorts them, and padded to the longest of each pass."""
+    limit = model.max_seq_length
+    total = 0
+    for group in groups:
+        lengths = sorted(min(len(ids), limit) for ids in model.tokenizer(group)["input_ids"])
+        total += sum(
+            max(lengths[i : i + size]) * len(lengths[i : i + size])
+            for i in range(0, len(lengths), size)
+        )
+    return total
+
+
+def report_padding(model: Any, batches: list[list[str]], texts: list[str]) -> None:
+    held = padded_tokens(model, [texts], 1)
+    print(f"\ntokens the model is given, against the {held} the chunks hold:")
+    for size in SIZES:
+        per_batch = padded_tokens(model, batches, size) / held - 1
+        at_once = padded_tokens(model, [texts], size) / held - 1
+        calls = f"a call per driver batch +{per_batch:.1%}"
+        print(f"  {size:>3} texts a pass: {calls}, all at once +{at_once:.1%}")
+
+
 def report(what: str, results: Rounds) -> None:
     default = statistics.mean(wall for wall, _ in results[DEFAULT_BATCH_SIZE])
     columns = f"{'texts a pass':>12}{'mean s':>9}{'best s':>9}{'mean CPU s':>12}{'vs 32':>8}"
@@ -119,6 +144,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=110, help="driver batches encoded")
     parser.add_argument("--rounds", type=int, default=3, help="times each size is timed")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     batches = driver_batches(args.documents, args.batches)
     texts = [text for batch in batches for text in batch]
     model_name = Settings().embed_model
@@ -131,6 +158,7 @@ def main() -> None:
         f"ceiling: {cores} torch threads, one call over all chunks",
         all_cores(model, texts, args.rounds),
     )
+    report_padding(model, batches, texts)
     smallest = encode(model, texts, SIZES[0])
     default = encode(model, texts, DEFAULT_BATCH_SIZE)
     difference = float(np.abs(smallest - default).max())
