@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.embedding import CPU_TEXTS_PER_THREAD, DEFAULT_BATCH_SIZE, batch_size_for, encode
-from core.embedding import load_model as load_embedding_model
+from core.embedding import (
+    CPU_TEXTS_PER_THREAD,
+    DEFAULT_BATCH_SIZE,
+    batch_size_for,
+    encode,
+    load_model,
+)
 from core.settings import Settings
 
 TEXTS = [
@@ -24,7 +29,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def model() -> Any:
-    return load_embedding_model(Settings().embed_model, "cpu")
+    return load_model(Settings().embed_model, "cpu")
 
 
 def in_thread_with(threads: int, work: Any) -> Any:
