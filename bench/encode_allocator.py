@@ -18,15 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import random
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 STREAMS = 2
 CHUNKS_PER_BATCH = 7
@@ -45,31 +42,20 @@ def chunk_texts(count: int) -> list[str]:
 def child(variant: str, chunks: int) -> None:
     """Encode every batch once on STREAMS threads; print one JSON line of figures."""
     import torch
+    from encode_streams import EncodeStreams
 
     from actors.allocator import keep_freed_memory
-    from core.embedding import encode, load_model
+    from core.embedding import load_model
 
     kept = keep_freed_memory() if variant == "kept" else False
     torch.set_num_threads(1)
     models = [load_model("all-MiniLM-L6-v2", "cpu") for _ in range(STREAMS)]
     texts = chunk_texts(chunks)
     batches = [texts[i : i + CHUNKS_PER_BATCH] for i in range(0, len(texts), CHUNKS_PER_BATCH)]
-    free_models: queue.Queue[Any] = queue.Queue()
-    for model in models:
-        free_models.put(model)
-
-    def encode_batch(texts: list[str]) -> None:
-        """On a model no other thread is using, as EmbedActor's streams do."""
-        model = free_models.get()
-        try:
-            encode(model, texts)
-        finally:
-            free_models.put(model)
-
-    with ThreadPoolExecutor(STREAMS, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        list(pool.map(encode_batch, [batches[0]] * STREAMS))  # warm-up
+    with EncodeStreams(models) as streams:
+        streams.encode_all([batches[0]] * STREAMS)  # warm-up
         before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        list(pool.map(encode_batch, batches))
+        streams.encode_all(batches)
         wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
     figures = {
         "variant": variant,

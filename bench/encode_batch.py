@@ -30,17 +30,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import queue
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from encode_streams import EncodeStreams
 from pipeline import analyze_document, read_and_open
 
 from cluster.sample_corpus import write_sample_workspace
@@ -76,24 +75,11 @@ def in_turn(work: Callable[[int], Any], rounds: int) -> Rounds:
 
 
 def actor_streams(model_name: str, batches: list[list[str]], rounds: int) -> Rounds:
-    """A stream per core, each on a model no other stream is using, as EmbedActor's."""
-    streams = os.cpu_count() or 1
-    free_models: queue.Queue[Any] = queue.Queue()
-    for _ in range(streams):
-        free_models.put(load_model(model_name, "cpu"))
-
-    def encode_batch(texts: list[str], size: int) -> None:
-        model = free_models.get()
-        try:
-            encode(model, texts, size)
-        finally:
-            free_models.put(model)
-
-    with ThreadPoolExecutor(streams, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        list(pool.map(encode_batch, batches[:streams], [DEFAULT_BATCH_SIZE] * streams))
-        return in_turn(
-            lambda size: list(pool.map(encode_batch, batches, [size] * len(batches))), rounds
-        )
+    """A stream per core, as EmbedActor's (`encode_streams`)."""
+    models = [load_model(model_name, "cpu") for _ in range(os.cpu_count() or 1)]
+    with EncodeStreams(models) as streams:
+        streams.encode_all(batches[: len(models)], DEFAULT_BATCH_SIZE)  # warm-up
+        return in_turn(lambda size: streams.encode_all(batches, size), rounds)
 
 
 def all_cores(model: Any, texts: list[str], rounds: int) -> Rounds:
