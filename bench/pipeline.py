@@ -711,15 +711,19 @@ def cold_and_warm(bench: Bench, what: str, module: Any, **values: Any) -> None:
     """A cold and a warm run with `module` patched, in actors of their own: the embed pool
     and the parked parser and ontology actors are removed before (so the cold run starts
     every actor, as run 1 does) and after."""
-    import actors.embed_pool as embed_pool
-    from actors.spares import remove_spares
-
-    embed_pool.remove_other_pools(keep=None)
-    remove_spares()
+    remove_run_actors()
     with patched(module, **values):
         for label in ("cold", "warm"):
             run = ray_run(bench.mongo_uri, bench.folder, bench.paths)
             report_experiment(f"{what}, {label}", run, bench)
+    remove_run_actors()
+
+
+def remove_run_actors() -> None:
+    """Remove the embed pool and the parked parser and ontology actors."""
+    import actors.embed_pool as embed_pool
+    from actors.spares import remove_spares
+
     embed_pool.remove_other_pools(keep=None)
     remove_spares()
 
