@@ -82,6 +82,7 @@ from actors.pool import PAGE_BATCH, PoolPlan, plan_pools
 from actors.render import preview_dpi
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
+from cluster.progress_bar import REFRESH_S
 from cluster.ray_runtime import cluster_size, connect_ray
 from cluster.sample_corpus import write_sample_workspace
 from core.db import ensure_indexes, open_client
@@ -91,7 +92,8 @@ from core.settings import Secret, Settings
 from core.workspaces import create_workspace
 
 RAY_CPUS = 2
-SAMPLE_S = 0.25
+# The run's progress is read as often as `indexer index`'s progress bar reads it.
+SAMPLE_S = REFRESH_S
 CPU_SAMPLE_S = 0.5
 QUIET_CHECK_S = 2.0
 BUSY_MACHINE = 0.15
@@ -498,6 +500,8 @@ def print_rates(bench: Bench) -> None:
         label = f"(c) encode only, {size} texts a pass (fastest of {len(timings)})"
         print(row(label, min(timings), pages, chunks, None))
         print(f"      after each run: {', '.join(f'{s:.2f}s' for s in timings)}")
+    loads = [meter.foreign_load() for meter in bench.ceiling_meters]
+    print(f"      other load while (c) was timed: {min(loads):.0%} to {max(loads):.0%}")
     if bench.cold_ceiling is not None:
         label = "(c) cold: a new process starts, imports, loads"
         print(row(label, bench.cold_ceiling, pages, chunks, None))
@@ -869,6 +873,8 @@ class Bench:
     runs: list[RayRun] = field(default_factory=list)
     # (c) timed right after each run of (a): seconds by batch size, one entry per run.
     ceilings: list[dict[int, list[float]]] = field(default_factory=list)
+    # The same CPU meter as (a)'s runs, so that (c) pays its sampling too.
+    ceiling_meters: list[CpuMeter] = field(default_factory=list)
     cold_ceiling: float | None = None
     plain: PlainRun = field(default_factory=PlainRun)
     plain_cpu: CpuMeter | None = None
@@ -899,17 +905,23 @@ def measure(bench: Bench, args: argparse.Namespace) -> None:
     threads = use_all_cores()
     with CpuMeter() as bench.plain_cpu:
         bench.plain = plain_pipeline(bench.paths, Settings().render_dpi, Settings().embed_model)
-    bench.ceilings.append(embed_ceiling(bench.plain.model, bench.plain.texts, args.repeats))
+    time_ceiling(bench, args.repeats)
     bench.cold_ceiling = cold_ceiling(
         bench.plain.texts, threads, Settings().embed_model, bench.folder
     )
     for _ in range(args.runs - 1):
         bench.runs.append(ray_run(bench.mongo_uri, bench.folder, bench.paths))
-        bench.ceilings.append(embed_ceiling(bench.plain.model, bench.plain.texts, args.repeats))
+        time_ceiling(bench, args.repeats)
     print_header(bench, threads)
     print_rates(bench)
     print_phases(bench)
     print_cpu(bench.runs)
+
+
+def time_ceiling(bench: Bench, repeats: int) -> None:
+    with CpuMeter() as meter:
+        bench.ceilings.append(embed_ceiling(bench.plain.model, bench.plain.texts, repeats))
+    bench.ceiling_meters.append(meter)
 
 
 def main() -> None:
