@@ -47,9 +47,16 @@ class AnalyzeActor(SupervisedActor):
         self._metrics = PipelineMetrics()
 
     async def analyze(
-        self, workspace_id: str, document_id: str, gridfs_id: str, sha256: str, page_nos: list[int]
+        self,
+        workspace_id: str,
+        document_id: str,
+        gridfs_id: str,
+        sha256: str,
+        page_nos: list[int],
+        rendered: dict[int, dict[str, Any]],
     ) -> list[dict[str, Any]]:
-        """Write pages' layout and chunks; return the chunks to embed.
+        """Write pages' layout, with the render phase's fields (`rendered`, by page), and
+        chunks; return the chunks to embed.
 
         The batch is parsed first, then written in three round trips (stale chunk tails,
         pages, chunks: a chunk never exists without its page), not three per page.
@@ -65,7 +72,8 @@ class AnalyzeActor(SupervisedActor):
         stale_tails = [_stale_tail(document_id, p) for p in pages]
         await retried_once(lambda: db.chunks.bulk_write(stale_tails, ordered=False))
         await db.pages.bulk_write(
-            [_page_write(document_id, stamp, page) for page in pages], ordered=False
+            [_page_write(document_id, stamp, page, rendered[page.page_no]) for page in pages],
+            ordered=False,
         )
         chunk_writes = [
             _chunk_write(document_id, stamp, page.page_no, chunk)
@@ -119,12 +127,15 @@ def _stale_tail(document_id: str, page: AnalyzedPage) -> DeleteMany:
     return DeleteMany({"documentId": document_id, "chunkNo": after_last})
 
 
-def _page_write(document_id: str, stamp: dict[str, str], page: AnalyzedPage) -> UpdateOne:
+def _page_write(
+    document_id: str, stamp: dict[str, str], page: AnalyzedPage, rendered: dict[str, Any]
+) -> UpdateOne:
     return UpdateOne(
         {"documentId": document_id, "pageNo": page.page_no},
         {
             "$set": {
                 **stamp,
+                **rendered,
                 "text": page.text,
                 "blocks": [b.as_document() for b in page.blocks],
                 "headings": [b.text for b in page.blocks if b.heading],

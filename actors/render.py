@@ -1,4 +1,5 @@
-"""Render phase: a PNG preview of each page, stored in GridFS, referenced from `pages.image`."""
+"""Render phase: a PNG preview of each page, stored in GridFS, referenced from `pages.image`
+(written by the analyze phase with the page's layout, see `actors.analyze`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.pdf import OpenDocuments
@@ -46,9 +46,11 @@ class RenderActor(SupervisedActor):
 
     async def render(
         self, workspace_id: str, document_id: str, gridfs_id: str, sha256: str, page_nos: list[int]
-    ) -> list[int]:
-        """Store a preview of each page and point its page document at it: one lookup of the
-        batch's stored previews, one bulk upload of the new ones, one bulk write of its pages."""
+    ) -> dict[int, dict[str, Any]]:
+        """Store a preview of each page: one lookup of the batch's stored previews, one bulk
+        upload of the new ones. Returns each page's fields for its page document (`image`,
+        `renderedAt`), which the analyze phase writes with its own: one write of a page, not
+        two."""
         started = time.monotonic()
         db = self._db.get()
         document = await self._documents.get(db, gridfs_id)
@@ -58,28 +60,10 @@ class RenderActor(SupervisedActor):
         new = [self._render_page(document, names[p], p) for p in page_nos if names[p] not in images]
         for preview, file_id in zip(new, await insert_files(db, PAGES_BUCKET, new), strict=True):
             images[preview.filename] = {"fileId": file_id, **preview.metadata}
-        await db.pages.bulk_write(
-            [
-                UpdateOne(
-                    {"documentId": document_id, "pageNo": page_no},
-                    {
-                        "$set": {
-                            "workspaceId": workspace_id,
-                            "sha256": sha256,
-                            "image": images[names[page_no]],
-                            "renderedAt": datetime.now(UTC),
-                        },
-                        "$setOnInsert": {"done": False},
-                    },
-                    upsert=True,
-                )
-                for page_no in page_nos
-            ],
-            ordered=False,
-        )
+        rendered_at = datetime.now(UTC)
         self._aggregator.record.remote("render", document_id, len(page_nos))
         self._metrics.phase_done("render", len(page_nos), time.monotonic() - started)
-        return page_nos
+        return {p: {"image": images[names[p]], "renderedAt": rendered_at} for p in page_nos}
 
     def _filename(self, document_id: str, sha256: str, page_no: int) -> str:
         return f"{document_id}/{sha256}/{self._dpi}/{page_no}.png"

@@ -723,8 +723,8 @@ def experiment_nice_parsers(bench: Bench) -> None:
 
 async def _parse_batch_held(self: Any, args: tuple[Any, ...]) -> list[dict[str, Any]]:
     """`IndexRun._parse_batch` that keeps its batch in the analysis barrier."""
-    await self._timed("render", self._pools.render.call("render", *args))
-    return await self._timed("analyze", self._pools.analyze.call("analyze", *args))
+    rendered = await self._timed("render", self._pools.render.call("render", *args))
+    return await self._timed("analyze", self._pools.analyze.call("analyze", *args, rendered))
 
 
 async def _run_batch_then_release(self: Any, fetched: Any, pages: list[int]) -> None:

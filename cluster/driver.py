@@ -316,10 +316,12 @@ class IndexRun:
             self._in_flight.release()
 
     async def _parse_batch(self, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        """Render and analyze a batch; its chunk texts are written when this returns."""
+        """Render and analyze a batch; its pages and chunk texts are written when this
+        returns (analyze writes each page once, with what render gave for it)."""
         try:
-            await self._timed("render", self._pools.render.call("render", *args))
-            return await self._timed("analyze", self._pools.analyze.call("analyze", *args))
+            rendered = await self._timed("render", self._pools.render.call("render", *args))
+            analyze = self._pools.analyze.call("analyze", *args, rendered)
+            return await self._timed("analyze", analyze)
         finally:
             self._analysis.batch_analyzed()
 
