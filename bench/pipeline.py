@@ -40,11 +40,11 @@ moment); run 1 is also set against the cold (c). a/b says whether Ray's overlap 
 beats the plain sequence. Phase shares of (b) add up to 100%; the RunSummary busy seconds
 of (a) are wall seconds during which at least one call of that phase was in flight (queued
 or running, so embed includes waiting for the model load), and they overlap, so their
-shares of the run do not add up. The CPU table
-charges every CPU second spent during each run to a process; "other" is load that is not
-this benchmark's; the "other load" column gives that share of all CPUs during each
-measurement. This machine is often shared: a row with other load above a few percent is
-slower than the code is, and ratios between rows measured under different loads are noise.
+shares of the run do not add up. The CPU table charges every CPU second spent during each
+run to a process; "other" is load that is not this benchmark's; the "other load" column
+gives that share of all CPUs during each measurement. This machine is often shared: a row
+with other load above a few percent is slower than the code is, and ratios between rows
+measured under different loads are noise.
 
 `--experiment` adds variants (monkeypatches in this process only, never the project's
 files); their lines are marked EXPERIMENT and are not part of the measurement above.
