@@ -50,7 +50,8 @@ class RenderActor(SupervisedActor):
         """Store a preview of each page: one lookup of the batch's stored previews, one bulk
         upload of the new ones. Returns each page's fields for its page document (`image`,
         `renderedAt`), which the analyze phase writes with its own: one write of a page, not
-        two."""
+        two. Takes the page-batch arguments analyze takes (`actors.parser_pools`); the
+        workspace is written by analyze, so it is not used here."""
         started = time.monotonic()
         db = self._db.get()
         document = await self._documents.get(db, gridfs_id)
