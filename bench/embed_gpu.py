@@ -24,6 +24,7 @@ Without CUDA it runs the CPU rows only and says so. One generated corpus
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import ray
-from pipeline import RayRun, analyze_document, patched, ray_run, read_and_open
+from pipeline import RayRun, analyze_document, patched, print_cpu, ray_run, read_and_open
 from pymongo import MongoClient
 
 import cluster.driver as driver
@@ -107,11 +108,11 @@ def encode_section(texts: list[str], cpu_texts: int, model_name: str) -> None:
         )
 
 
-def stored_vectors(mongo_uri: str, run: RayRun) -> dict[str, np.ndarray]:
+def stored_vectors(run: RayRun) -> dict[str, np.ndarray]:
     """Text -> stored vector of the run's workspace; raises when a chunk has none."""
-    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri)
+    client: MongoClient[dict[str, Any]] = MongoClient(run.settings.mongodb_uri.reveal())  # type: ignore[union-attr]
     try:
-        chunks = client["bench"].chunks.find(
+        chunks = client[run.settings.mongodb_db].chunks.find(
             {"workspaceId": run.workspace_id}, {"text": 1, "embedding": 1}
         )
         vectors: dict[str, np.ndarray] = {}
@@ -125,19 +126,21 @@ def stored_vectors(mongo_uri: str, run: RayRun) -> dict[str, np.ndarray]:
 
 
 def timed_runs(mongo_uri: str, folder: Path, paths: list[Path], label: str) -> list[RayRun]:
-    """A cold and a warm `run_index` on the Ray now connected, each reported."""
+    """A cold and a warm `run_index` on the Ray now connected, each reported, then their CPU
+    seconds by process."""
     runs = []
     for when in ("cold", "warm"):
         run = ray_run(mongo_uri, folder, paths)
         runs.append(run)
         actor = run.embed_actor
         say(
-            f"pipeline {label:4s} {when}: {run.summary.pages:5d} pages in "
+            f"pipeline {label} {when}: {run.summary.pages:5d} pages in "
             f"{run.seconds:6.2f} s = {run.summary.pages / run.seconds:7.1f} pages/s; embed "
             f"actor device={actor.get('device')} gpuIds={actor.get('gpuIds')} "
             f"ready at {run.embed_ready_s or 0:.1f} s; "
             f"{run.cpu.busy / run.cpu.wall if run.cpu else 0:.1f} cores busy"
         )
+    print_cpu(runs)
     return runs
 
 
@@ -156,34 +159,44 @@ def more_parsers(cpus: float, gpus: float) -> PoolPlan:
     )
 
 
-def pipeline_section(mongo_uri: str, folder: Path, paths: list[Path]) -> None:
+def runs_on_new_server(
+    servers: contextlib.ExitStack, folder: Path, paths: list[Path], label: str
+) -> list[RayRun]:
+    """Cold and warm runs against a MongoDB server of their own: every configuration meets a
+    server with the same history (the embedded one slows as its write log grows)."""
+    mongo = servers.enter_context(EmbeddedMongo(folder / f"mongo-{label}", in_memory=True))
+    return timed_runs(mongo.uri, folder, paths, label)
+
+
+def pipeline_section(folder: Path, paths: list[Path]) -> None:
     import torch
 
     cpus = os.cpu_count() or 1
     results: dict[str, list[RayRun]] = {}
     configs = [("gpu", 1), ("cpu", 0)] if torch.cuda.is_available() else [("cpu", 0)]
-    for label, gpus in configs:
-        connect_ray(None, num_cpus=cpus, num_gpus=gpus)
-        try:
-            say(f"plan {label}: {plan_pools(cpus, gpus)}")
-            results[label] = timed_runs(mongo_uri, folder, paths, label)
-            if label == "gpu":
-                say(f"plan EXPERIMENT: {more_parsers(cpus, gpus)}")
-                with patched(driver, plan_pools=more_parsers):
-                    timed_runs(
-                        mongo_uri, folder, paths, "EXPERIMENT gpu, parsers on the CPUs left:"
-                    )
-        except Exception:  # the other configuration's figures still count
-            traceback.print_exc()
-        finally:
-            ray.shutdown()
-    if not {"gpu", "cpu"} <= results.keys():
-        return
-    gpu, cpu = results["gpu"][-1], results["cpu"][-1]
+    with contextlib.ExitStack() as servers:
+        for label, gpus in configs:
+            connect_ray(None, num_cpus=cpus, num_gpus=gpus)
+            try:
+                say(f"plan {label}: {plan_pools(cpus, gpus)}")
+                results[label] = runs_on_new_server(servers, folder, paths, label)
+                if label == "gpu":
+                    say(f"plan EXPERIMENT: {more_parsers(cpus, gpus)}")
+                    with patched(driver, plan_pools=more_parsers):
+                        runs_on_new_server(servers, folder, paths, "EXPERIMENT-gpu-parsers")
+            except Exception:  # the other configuration's figures still count
+                traceback.print_exc()
+            finally:
+                ray.shutdown()
+        if {"gpu", "cpu"} <= results.keys():
+            compare(results["gpu"][-1], results["cpu"][-1])
+
+
+def compare(gpu: RayRun, cpu: RayRun) -> None:
     say(f"pipeline warm gpu/cpu pages/s ratio: {cpu.seconds / gpu.seconds:.2f}")
     if gpu.embed_actor.get("device") != "cuda":
         say("FAIL: the embed actor of the GPU run did not encode on CUDA")
-    gpu_vectors, cpu_vectors = stored_vectors(mongo_uri, gpu), stored_vectors(mongo_uri, cpu)
+    gpu_vectors, cpu_vectors = stored_vectors(gpu), stored_vectors(cpu)
     shared = sorted(gpu_vectors.keys() & cpu_vectors.keys())
     agree = min_cosine(
         np.stack([gpu_vectors[t] for t in shared]), np.stack([cpu_vectors[t] for t in shared])
@@ -200,6 +213,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pages", type=int, default=12, help="pages per PDF (+0..2 each)")
     parser.add_argument("--cpu-texts", type=int, default=1500, help="texts timed on the CPU")
     parser.add_argument("--skip-pipeline", action="store_true", help="encode rows only")
+    parser.add_argument("--skip-encode", action="store_true", help="pipeline rows only")
     return parser.parse_args()
 
 
@@ -212,11 +226,10 @@ def main() -> None:
         )
         pages, texts = chunk_texts(paths)
         say(f"corpus: {len(paths)} PDFs, {pages} pages, {len(texts)} chunks; {os.cpu_count()} CPUs")
-        encode_section(texts, args.cpu_texts, Settings().embed_model)
-        if args.skip_pipeline:
-            return
-        with EmbeddedMongo(folder / "mongo", in_memory=True) as mongo:
-            pipeline_section(mongo.uri, folder, paths)
+        if not args.skip_encode:
+            encode_section(texts, args.cpu_texts, Settings().embed_model)
+        if not args.skip_pipeline:
+            pipeline_section(folder, paths)
 
 
 if __name__ == "__main__":
