@@ -14,11 +14,13 @@ Without CUDA it runs the CPU rows only and says so. One generated corpus
    CUDA vector has cosine >= MIN_COSINE with the CPU's vector of the same text.
 2. pipeline: `run_index` (bench/pipeline.py's (a): embedded MongoDB, no head) on a local Ray
    with every CPU and the GPU, cold then warm: the embed actor must report `device: cuda`.
-   Then a new local Ray with the same CPUs and no GPU, cold then warm. Pages/s and the
-   GPU/CPU ratio of the warm runs. Check: every chunk of each run has a vector, and the
-   vectors stored by the GPU run agree with the CPU run's (MIN_COSINE, matched by text).
-   A marked EXPERIMENT row repeats the GPU run with parser actors on all the CPUs left, to show
-   whether parsing or embedding bounds a run once the GPU embeds.
+   Then a new local Ray with the same CPUs and no GPU, cold then warm. Each configuration
+   gets an in-memory MongoDB server of its own, so each meets a server with the same
+   history. Pages/s, cores busy and CPU seconds by process of each run, and the GPU/CPU
+   ratio of the warm runs. Check: every chunk of each run has a vector, and the vectors
+   stored by the GPU run agree with the CPU run's (MIN_COSINE, matched by text). A marked
+   EXPERIMENT pair of runs repeats the GPU configuration with parser actors on all the CPUs
+   left, to show whether parsing bounds a run once the GPU embeds.
 """
 
 from __future__ import annotations
