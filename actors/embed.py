@@ -33,7 +33,7 @@ from actors.idle import IdleTimer
 from actors.run_liveness import run_is_alive
 from actors.telemetry import PipelineMetrics
 from core.db import Document, LazyClient, retried_once
-from core.embedding import encode, load_model
+from core.embedding import encode, load_model, resolve_precision
 from core.errors import RunError
 from core.settings import Settings
 
@@ -67,6 +67,7 @@ class EmbedActor:
 
         self.keeps_freed_memory = keep_freed_memory()  # before the models' first allocations
         self.device = pick_device()
+        self.precision = resolve_precision(settings.embed_precision, self.device)
         self.streams = max(1, streams)
         threads = max(1, cpu_threads) if self.device == "cpu" else torch.get_num_threads()
         torch.set_num_threads(threads)
@@ -89,11 +90,13 @@ class EmbedActor:
         self._idle.watch()
 
     def describe(self) -> dict[str, Any]:
-        """Readiness probe and placement report: device, threads, vector size, allocator."""
+        """Readiness probe and placement report: device, arithmetic, threads, vector size,
+        allocator."""
         import torch
 
         return {
             "device": self.device,
+            "precision": self.precision,
             "threads": torch.get_num_threads(),
             "streams": self.streams,
             "dimensions": self.dimensions,
@@ -146,7 +149,9 @@ class EmbedActor:
             return None
         texts = [c["text"] for c in chunks]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._encoders, encode, model, texts)
+        return await loop.run_in_executor(
+            self._encoders, encode, model, texts, None, self.precision
+        )
 
     async def _store(
         self,

@@ -3,9 +3,9 @@
 Starting a worker, importing torch and sentence-transformers and loading the model takes
 longer than embedding a small workspace. The pool's actors are named and detached; the next
 run (or a run of another workspace at the same time) finds them by name and shares them.
-The name holds a key of what the actors were built with (model, placement, database
-server): a run with other settings gets other actors, and the old ones are removed so they
-do not hold the CPUs or GPUs the new ones need. Idle actors leave after `embed_idle_s`.
+The name holds a key of what the actors were built with (model, arithmetic, placement,
+database server): a run with other settings gets other actors, and the old ones are removed
+so they do not hold the CPUs or GPUs the new ones need. Idle actors leave after `embed_idle_s`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def pool_key(settings: Settings, plan: PoolPlan) -> str:
     uri = settings.mongodb_uri.reveal() if settings.mongodb_uri else ""
     key = {
         "model": settings.embed_model,
+        "precision": settings.embed_precision,
         "uri": hashlib.sha256(uri.encode()).hexdigest(),
         "placement": [
             plan.embed_actors,

@@ -23,8 +23,9 @@ ways, all on this machine:
     (`preview_dpi`, `get_pixmap`, `encode_png`); `get_text("dict")` -> `blocks_from_dict`
     -> `page_text` -> `chunk_page`; `load_model`; `encode` of all chunks at once, with torch
     on every core. No ontology phase.
-(c) `encode` alone on the same chunks, model loaded, after a warm-up batch, at two batch
-    sizes taken in turn: the one `encode` picks for this process's torch threads
+(c) `encode` alone on the same chunks, model loaded, after a warm-up batch, in the
+    arithmetic the embed actor picks (`core.embedding.resolve_precision`; (b) too), at two
+    batch sizes taken in turn: the one `encode` picks for this process's torch threads
     (`core.embedding.batch_size_for`; the embed actor's streams get theirs) and
     sentence-transformers' default of 32 (the ceiling before 2026-12-03). The faster is the
     ceiling for the whole pipeline on a CPU machine. (c) is timed `--repeats` times at each
@@ -87,7 +88,7 @@ from cluster.ray_runtime import cluster_size, connect_ray
 from cluster.sample_corpus import write_sample_workspace
 from core.db import ensure_indexes, open_client
 from core.embedded_mongo import EmbeddedMongo
-from core.embedding import DEFAULT_BATCH_SIZE, batch_size_for, encode, load_model
+from core.embedding import DEFAULT_BATCH_SIZE, batch_size_for, encode, load_model, resolve_precision
 from core.settings import Secret, Settings
 from core.workspaces import create_workspace
 
@@ -367,6 +368,11 @@ def use_all_cores() -> int:
     return int(torch.get_num_threads())
 
 
+def actor_precision() -> str:
+    """The arithmetic the embed actor picks on this machine's CPU: (b) and (c) use it too."""
+    return resolve_precision(Settings().embed_precision, "cpu")
+
+
 def plain_pipeline(paths: list[Path], dpi: int, model_name: str) -> PlainRun:
     run = PlainRun()
     with phase(run, "fetch (read, sha256, open)"):
@@ -384,7 +390,7 @@ def plain_pipeline(paths: list[Path], dpi: int, model_name: str) -> PlainRun:
     with phase(run, "model load"):
         run.model = load_model(model_name, "cpu")
     with phase(run, "embed"):
-        encode(run.model, run.texts)
+        encode(run.model, run.texts, precision=actor_precision())
     return run
 
 
@@ -411,23 +417,24 @@ def embed_ceiling(model: Any, texts: list[str], repeats: int) -> dict[int, list[
     times each, alternating: the batch size `encode` picks for this process's threads, and
     sentence-transformers' default. The faster is the ceiling."""
     sizes = sorted({batch_size_for(model), DEFAULT_BATCH_SIZE})
-    encode(model, texts[:DEFAULT_BATCH_SIZE])
+    precision = actor_precision()
+    encode(model, texts[:DEFAULT_BATCH_SIZE], precision=precision)
     seconds: dict[int, list[float]] = {size: [] for size in sizes}
     for _ in range(repeats):
         for size in sizes:
             started = time.perf_counter()
-            encode(model, texts, size)
+            encode(model, texts, size, precision)
             seconds[size].append(time.perf_counter() - started)
     return seconds
 
 
 # What a cold embedding step does: start, import torch and sentence-transformers, load the
-# model, encode. Run as `python -c COLD_CEILING texts.json threads model`.
+# model, encode. Run as `python -c COLD_CEILING texts.json threads model precision`.
 COLD_CEILING = """
 import json, sys, torch
 torch.set_num_threads(int(sys.argv[2]))
 from core.embedding import encode, load_model
-encode(load_model(sys.argv[3], "cpu"), json.loads(open(sys.argv[1]).read()))
+encode(load_model(sys.argv[3], "cpu"), json.loads(open(sys.argv[1]).read()), None, sys.argv[4])
 """
 
 
@@ -436,7 +443,15 @@ def cold_ceiling(texts: list[str], threads: int, model_name: str, folder: Path) 
     run, which also starts processes, imports torch and loads the model."""
     texts_file = folder / "ceiling-texts.json"
     texts_file.write_text(json.dumps(texts))
-    command = [sys.executable, "-c", COLD_CEILING, str(texts_file), str(threads), model_name]
+    command = [
+        sys.executable,
+        "-c",
+        COLD_CEILING,
+        str(texts_file),
+        str(threads),
+        model_name,
+        actor_precision(),
+    ]
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1])
     return time.perf_counter() - started

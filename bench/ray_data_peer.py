@@ -48,9 +48,12 @@ ref   The pipeline of Ray's own document-embedding benchmark
       - "ray chunks": LangChain's RecursiveCharacterTextSplitter(2048, 200), as in Ray's
         benchmark, re-implemented in `char_windows` (LangChain is not a dependency).
         2,048 characters are ~450 tokens: the model reads the first 256 and drops the rest,
-        so this reference embeds less text than ours does (see "what each embedded").
+        so this reference embeds less text than ours does (see "what each embedded"). The
+        model computes in float32, as in Ray's script.
       - "our chunks": the same pipeline with `actors.layout.chunk_page` (180/30 words) on
-        the page text: the same chunk sizes as ours, so the same model work per page. It
+        the page text, and the model in the arithmetic our embed actor picks
+        (`core.embedding.resolve_precision`: bfloat16 on a CPU with bfloat16 instructions):
+        the same chunk sizes and arithmetic as ours, so the same model work per page. It
         runs last, and only when it would end within --budget-s of the start: at the
         defaults on 2 cores it usually does not (the whole run takes 6-7 minutes without
         it); `--budget-s 600`, or `--skip-cold --reference-chunking ours` for that
@@ -121,7 +124,7 @@ from cluster.ray_runtime import cluster_size, connect_ray
 from cluster.sample_corpus import write_sample_workspace
 from core.db import open_client
 from core.embedded_mongo import EmbeddedMongo
-from core.embedding import DEFAULT_BATCH_SIZE, encode, load_model
+from core.embedding import DEFAULT_BATCH_SIZE, encode, load_model, resolve_precision
 from core.settings import Settings
 
 RAY_CPUS = 2
@@ -214,12 +217,13 @@ class Embedder:
     and each row tagged with its actor and model load time, so a run shows which actor
     embedded it and whether it loaded the model itself."""
 
-    def __init__(self, model_name: str, threads: int) -> None:
+    def __init__(self, model_name: str, threads: int, precision: str) -> None:
         import torch
 
         started = time.monotonic()
         torch.set_num_threads(max(1, threads))
         self._model = load_model(model_name, "cpu")
+        self._precision = precision
         self._load_s = time.monotonic() - started
         self._actor = ray.get_runtime_context().get_actor_id() or ""
         self._pid = os.getpid()
@@ -227,7 +231,7 @@ class Embedder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = len(batch["chunk"])
         texts = [str(text) for text in batch["chunk"]]
-        batch["embedding"] = encode(self._model, texts, DEFAULT_BATCH_SIZE)
+        batch["embedding"] = encode(self._model, texts, DEFAULT_BATCH_SIZE, self._precision)
         batch["actor"] = np.array([self._actor] * rows)
         batch["actor_pid"] = np.full(rows, self._pid)
         batch["load_s"] = np.full(rows, self._load_s)
@@ -251,7 +255,12 @@ def reference_dataset(
     paths: list[Path], chunker: str, model_name: str, plan: PoolPlan, batch_size: int
 ) -> ray.data.Dataset:
     """The reference pipeline, lazily: nothing runs until it is iterated. Its Embedder pool
-    is sized as our embed pool (`plan`)."""
+    is sized as our embed pool (`plan`). On Ray's chunks it computes in float32, as Ray's
+    script does; on ours in the arithmetic our embed actor picks (the same model work)."""
+    settings = Settings()
+    precision = (
+        "float32" if chunker == "ray" else resolve_precision(settings.embed_precision, "cpu")
+    )
     ship_stages_by_value()
     return (
         ray.data.read_binary_files([str(p) for p in paths], include_paths=True, num_cpus=PARSE_CPUS)
@@ -259,7 +268,11 @@ def reference_dataset(
         .flat_map(CHUNKERS[chunker], num_cpus=PARSE_CPUS)
         .map_batches(
             Embedder,
-            fn_constructor_kwargs={"model_name": model_name, "threads": plan.embed_threads},
+            fn_constructor_kwargs={
+                "model_name": model_name,
+                "threads": plan.embed_threads,
+                "precision": precision,
+            },
             compute=ray.data.ActorPoolStrategy(size=plan.encode_streams),  # one per stream of ours
             batch_size=batch_size,
             num_cpus=plan.embed_cpus / plan.embed_streams,
@@ -628,7 +641,7 @@ def measure_reference(bench: Bench, args: argparse.Namespace) -> None:
         run = run_reference(bench.paths, chunker, args)
         bench.refs.append(run)
         kind = "cold: Ray Data, new Embedder" if index == 1 else "new Embedder, model load"
-        what = "Ray's chunks" if chunker == "ray" else "our chunks"
+        what = "Ray's chunks" if chunker == "ray" else "our chunks and arithmetic"
         label = f"ref {index}, {what} ({kind})"
         bench.ref_rows.append(ref_measurement(label, f"ref {index} {chunker}", run))
         check_pages(bench, [len(run.pages)], f"ref run {index}")

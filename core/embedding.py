@@ -3,6 +3,7 @@ actors (documents) and the head (search queries), so both use the same vectors."
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -56,13 +57,48 @@ def batch_size_for(model: Any) -> int:
     return CPU_TEXTS_PER_THREAD * torch.get_num_threads()
 
 
-def encode(model: Any, texts: list[str], batch_size: int | None = None) -> np.ndarray:
-    """Unit-norm float32 vectors, one row per text; `batch_size` None picks `batch_size_for`."""
-    vectors = model.encode(
-        texts,
-        batch_size=batch_size or batch_size_for(model),
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
+def resolve_precision(setting: str, device: str) -> str:
+    """The arithmetic the model runs in: "float32" or "bfloat16".
+
+    "auto" is bfloat16 on a CPU with bfloat16 matrix instructions (AVX512-BF16 or AMX), where
+    oneDNN runs the model about 1.6x as fast and each vector keeps a cosine of 0.9999+ with
+    its float32 one (bench/encode_precision.py); float32 elsewhere: without them bfloat16 is
+    emulated, and on GPUs it is not measured here.
+    """
+    if setting != "auto":
+        return setting
+    if device != "cpu":
+        return "float32"
+    import torch
+
+    native = (
+        getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
     )
+    return "bfloat16" if native else "float32"
+
+
+def encode(
+    model: Any, texts: list[str], batch_size: int | None = None, precision: str = "float32"
+) -> np.ndarray:
+    """Unit-norm float32 vectors, one row per text; `batch_size` None picks `batch_size_for`;
+    `precision` "bfloat16" runs the model's matrix products in bfloat16 (torch autocast)."""
+    with _autocast(model, precision):
+        vectors = model.encode(
+            texts,
+            batch_size=batch_size or batch_size_for(model),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
     return np.asarray(vectors, dtype=np.float32)
+
+
+def _autocast(model: Any, precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision == "float32":
+        return contextlib.nullcontext()
+    if precision != "bfloat16":
+        raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
+    import torch
+
+    return torch.autocast(model.device.type, dtype=torch.bfloat16)

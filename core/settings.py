@@ -22,6 +22,8 @@ DEFAULT_PORT = 4000
 DEFAULT_DB_NAME = "indexer"
 DEFAULT_WEB_APP_URL = "http://localhost:3000"
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+# The embed actors' arithmetic (`core.embedding.resolve_precision`); "auto" first: the default.
+EMBED_PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 class Secret:
@@ -73,6 +75,7 @@ class Settings:
     max_document_bytes: int = 200 * 1024 * 1024
     render_dpi: int = 72
     embed_idle_s: int = 600
+    embed_precision: str = "auto"
     max_pages: int = 2000
     parser_timeout_s: int = 120
     parser_memory_mb: int = 2048
@@ -118,6 +121,14 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) 
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first when unset)."""
+    value = environ.get(name, "").strip() or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
@@ -169,6 +180,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_document_bytes=_int(environ, "INDEXER_MAX_DOCUMENT_BYTES", 200 * 1024 * 1024),
         render_dpi=_int(environ, "INDEXER_RENDER_DPI", 72, minimum=18),
         embed_idle_s=_int(environ, "INDEXER_EMBED_IDLE_S", 600, minimum=0),
+        embed_precision=_choice(environ, "INDEXER_EMBED_PRECISION", EMBED_PRECISIONS),
         max_pages=_int(environ, "INDEXER_MAX_PAGES", 2000),
         parser_timeout_s=_int(environ, "INDEXER_PARSER_TIMEOUT_S", 120),
         parser_memory_mb=_int(environ, "INDEXER_PARSER_MEMORY_MB", 2048, minimum=16),

@@ -1,4 +1,5 @@
-"""core.embedding: the batch size `encode` picks, and that it does not change the vectors."""
+"""core.embedding: the batch size `encode` picks, and that it does not change the vectors;
+the arithmetic it runs in, and how little bfloat16 changes them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from core.embedding import (
     batch_size_for,
     encode,
     load_model,
+    resolve_precision,
 )
 from core.settings import Settings
 
@@ -62,3 +64,23 @@ def test_the_batch_size_does_not_change_the_vectors(model: Any) -> None:
     # a text's vector does not depend on the texts it shares a batch with
     alone = np.stack([encode(model, [text])[0] for text in TEXTS])
     assert np.abs(alone - small).max() < 1e-5
+
+
+def test_bfloat16_keeps_each_vector_within_a_hair_of_float32(model: Any) -> None:
+    full = encode(model, TEXTS)
+    half = encode(model, TEXTS, precision="bfloat16")
+    assert half.dtype == np.float32
+    assert np.allclose(np.linalg.norm(half, axis=1), 1.0, atol=1e-5)
+    assert np.abs(half - full).max() > 0  # the model did run in bfloat16
+    assert np.sum(half * full, axis=1).min() > 0.9999
+
+
+def test_an_unknown_precision_is_refused(model: Any) -> None:
+    with pytest.raises(ValueError, match="precision"):
+        encode(model, TEXTS[:1], precision="float16")
+
+
+def test_auto_precision_is_float32_off_the_cpu_and_explicit_settings_win() -> None:
+    assert resolve_precision("auto", "cuda") == "float32"
+    assert resolve_precision("float32", "cpu") == "float32"
+    assert resolve_precision("bfloat16", "cuda") == "bfloat16"

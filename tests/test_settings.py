@@ -18,6 +18,7 @@ def test_defaults() -> None:
     assert settings.mongodb_uri is None
     assert settings.redis_url is None
     assert settings.parser_idle_s == 600
+    assert settings.embed_precision == "auto"
 
 
 def test_values_are_read() -> None:
@@ -29,8 +30,10 @@ def test_values_are_read() -> None:
             "REDIS_URL": "redis://r:6379/0",
             "WEB_APP_URL": "https://app.example/",
             "INDEXER_PARSER_IDLE_S": "0",
+            "INDEXER_EMBED_PRECISION": "bfloat16",
         }
     )
+    assert settings.embed_precision == "bfloat16"
     assert settings.port == 4100
     assert settings.parser_idle_s == 0
     assert settings.head_url == "http://127.0.0.1:4100"
@@ -47,6 +50,7 @@ def test_values_are_read() -> None:
         ({"REDIS_URL": "http://x"}, "REDIS_URL"),
         ({"MONGODB_URI": "postgres://x"}, "MONGODB_URI"),
         ({"INDEXER_PARSER_IDLE_S": "-1"}, "INDEXER_PARSER_IDLE_S"),
+        ({"INDEXER_EMBED_PRECISION": "float16"}, "INDEXER_EMBED_PRECISION"),
     ],
 )
 def test_bad_values_name_the_variable(environ: dict[str, str], name: str) -> None:
