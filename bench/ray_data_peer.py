@@ -141,7 +141,7 @@ POLL_S = 0.2
 STEADY_MIN_SHARE = 0.25
 # Ref runs 1 and 2 (cold, then again) always run; later ones only within --budget-s.
 REQUIRED_REFERENCE_RUNS = 2
-LABEL_WIDTH = 52
+LABEL_WIDTH = 60
 
 
 # -- the reference pipeline's stages (run in Ray workers) ----------------------------------
@@ -641,7 +641,7 @@ def measure_reference(bench: Bench, args: argparse.Namespace) -> None:
         run = run_reference(bench.paths, chunker, args)
         bench.refs.append(run)
         kind = "cold: Ray Data, new Embedder" if index == 1 else "new Embedder, model load"
-        what = "Ray's chunks" if chunker == "ray" else "our chunks and arithmetic"
+        what = "Ray's chunks" if chunker == "ray" else "our chunks + arithmetic"
         label = f"ref {index}, {what} ({kind})"
         bench.ref_rows.append(ref_measurement(label, f"ref {index} {chunker}", run))
         check_pages(bench, [len(run.pages)], f"ref run {index}")
