@@ -5,6 +5,7 @@ Run from the repository root (needs Ray Data's extras in the venv once:
 
     .venv/bin/python bench/ray_data_peer.py [--documents 30] [--pages 12] [--skip-cold]
                        [--reference-runs 2] [--reference-chunking both] [--budget-s 360]
+                       [--reference-arithmetic ray]
 
 Smaller and quicker: `--documents 4 --pages 4` (about 4 minutes on a busy 2-core machine,
 most of it start-up and model loads); `--reference-chunking ray` leaves out the third
@@ -49,7 +50,8 @@ ref   The pipeline of Ray's own document-embedding benchmark
         benchmark, re-implemented in `char_windows` (LangChain is not a dependency).
         2,048 characters are ~450 tokens: the model reads the first 256 and drops the rest,
         so this reference embeds less text than ours does (see "what each embedded"). The
-        model computes in float32, as in Ray's script.
+        model computes in float32, as in Ray's script; `--reference-arithmetic ours` gives
+        these runs our embed actor's arithmetic instead.
       - "our chunks": the same pipeline with `actors.layout.chunk_page` (180/30 words) on
         the page text, and the model in the arithmetic our embed actor picks
         (`core.embedding.resolve_precision`: bfloat16 on a CPU with bfloat16 instructions):
@@ -251,16 +253,24 @@ CHUNKERS: dict[str, Callable[[dict[str, Any]], Iterator[dict[str, Any]]]] = {
 }
 
 
+def reference_precision(chunker: str, arithmetic: str) -> str:
+    """float32 on Ray's chunks, as Ray's script computes (unless `arithmetic` is "ours"); on
+    our chunks the arithmetic our embed actor picks, so that run does the same model work."""
+    if chunker == "ray" and arithmetic == "ray":
+        return "float32"
+    return resolve_precision(Settings().embed_precision, "cpu")
+
+
 def reference_dataset(
-    paths: list[Path], chunker: str, model_name: str, plan: PoolPlan, batch_size: int
+    paths: list[Path],
+    chunker: str,
+    model_name: str,
+    plan: PoolPlan,
+    batch_size: int,
+    precision: str,
 ) -> ray.data.Dataset:
     """The reference pipeline, lazily: nothing runs until it is iterated. Its Embedder pool
-    is sized as our embed pool (`plan`). On Ray's chunks it computes in float32, as Ray's
-    script does; on ours in the arithmetic our embed actor picks (the same model work)."""
-    settings = Settings()
-    precision = (
-        "float32" if chunker == "ray" else resolve_precision(settings.embed_precision, "cpu")
-    )
+    is sized as our embed pool (`plan`)."""
     ship_stages_by_value()
     return (
         ray.data.read_binary_files([str(p) for p in paths], include_paths=True, num_cpus=PARSE_CPUS)
@@ -314,7 +324,10 @@ def run_reference(paths: list[Path], chunker: str, args: argparse.Namespace) -> 
     run = RefRun(chunker=chunker)
     with CpuMeter() as meter:
         started = time.monotonic()
-        dataset = reference_dataset(paths, chunker, Settings().embed_model, plan, args.embed_batch)
+        precision = reference_precision(chunker, args.reference_arithmetic)
+        dataset = reference_dataset(
+            paths, chunker, Settings().embed_model, plan, args.embed_batch, precision
+        )
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             run.take(batch, time.monotonic() - started)
         run.seconds = time.monotonic() - started
@@ -578,6 +591,12 @@ def parse_args() -> argparse.Namespace:
         help="ray: Ray's 2,048/200-char chunks; ours: our 180/30-word chunks (one run)",
     )
     parser.add_argument(
+        "--reference-arithmetic",
+        choices=("ray", "ours"),
+        default="ray",
+        help="ray: float32 on Ray's chunks, as Ray's script; ours: our embed actor's arithmetic",
+    )
+    parser.add_argument(
         "--budget-s",
         type=float,
         default=360.0,
@@ -642,6 +661,8 @@ def measure_reference(bench: Bench, args: argparse.Namespace) -> None:
         bench.refs.append(run)
         kind = "cold: Ray Data, new Embedder" if index == 1 else "new Embedder, model load"
         what = "Ray's chunks" if chunker == "ray" else "our chunks + arithmetic"
+        if chunker == "ray" and args.reference_arithmetic == "ours":
+            what = "Ray's chunks, our arithmetic"
         label = f"ref {index}, {what} ({kind})"
         bench.ref_rows.append(ref_measurement(label, f"ref {index} {chunker}", run))
         check_pages(bench, [len(run.pages)], f"ref run {index}")
