@@ -56,10 +56,10 @@ ref   The pipeline of Ray's own document-embedding benchmark
         the page text, and the model in the arithmetic our embed actor picks
         (`core.embedding.resolve_precision`: bfloat16 on a CPU with bfloat16 instructions):
         the same chunk sizes and arithmetic as ours, so the same model work per page. It
-        runs last, and only when it would end within --budget-s of the start: at the
-        defaults on 2 cores it usually does not (the whole run takes 6-7 minutes without
-        it); `--budget-s 600`, or `--skip-cold --reference-chunking ours` for that
-        comparison alone.
+        runs last, and only when it would end within --budget-s of the start (on 2 cores
+        with bfloat16 the whole run takes about 2.5 minutes; in float32 6-7, and then it
+        did not fit: `--budget-s 600`, or `--skip-cold --reference-chunking ours` for that
+        comparison alone).
       Run 1 is cold (Ray Data's first execution, the Embedder actor's start and model
       load); run 2+ repeat it. A Ray Data actor pool lives for one execution only: each run
       starts a new Embedder and loads the model again. The bench checks this rather than
