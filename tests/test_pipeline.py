@@ -19,7 +19,7 @@ from actors.layout import CHUNKS_PER_PAGE_LIMIT
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
 from cluster.ray_runtime import connect_ray
-from core.embedding import encode, load_model
+from core.embedding import encode, load_model, resolve_precision
 from core.events import PHASES
 from core.workspaces import create_workspace
 from tests.conftest import unstamped
@@ -339,10 +339,11 @@ async def test_embed_pool_outlives_runs_and_leaves_when_idle(
 ) -> None:
     """The model loads once per cluster, in one actor running an encode stream per core: a
     run in another database reuses the pool's actor (and writes to its own database); other
-    embed settings replace the pool; idle, it exits."""
+    embed settings (here the idle time and the arithmetic) replace the pool; idle, it exits."""
     from actors.embed_pool import pool_actor_names
 
     embed_pids: list[int] = []
+    precisions: list[str] = []
 
     def watch(actors: RunActors) -> None:
         [actor] = actors.embed.actors
@@ -352,6 +353,7 @@ async def test_embed_pool_outlives_runs_and_leaves_when_idle(
         # glibc keeps the activations' memory for the next batch (actors/allocator.py)
         assert described["keepsFreedMemory"] is True, described
         embed_pids.append(described["pid"])
+        precisions.append(described["precision"])
 
     async def index_one(run_settings: Any, database: Any) -> str:
         workspace_id = str(
@@ -372,8 +374,10 @@ async def test_embed_pool_outlives_runs_and_leaves_when_idle(
     assert await db.chunks.count_documents({"workspaceId": other_workspace}) == 0
 
     before = set(pool_actor_names())
-    await index_one(settings.with_overrides(embed_idle_s=1), db)
+    await index_one(settings.with_overrides(embed_idle_s=1, embed_precision="float32"), db)
     assert embed_pids[2] != embed_pids[0]
+    # the setting reaches the actors: "auto" as this CPU resolves it, then float32
+    assert precisions == [resolve_precision("auto", "cpu")] * 2 + ["float32"]
     assert not before & set(pool_actor_names()), "the old pool still holds its CPU"
     deadline = time.monotonic() + 60
     while pool_actor_names():
