@@ -65,7 +65,6 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         left = cpus - 2 * parsers * parser_cpus - 1
         embed_actors = max(1, int(left // 4))
         embed_cpus, embed_gpus, threads = 4.0, 0.0, 4
-    slots = 2 * parsers + embed_actors * streams
     return PoolPlan(
         fetch_actors=1 if cpus <= 4 else 2,
         render_actors=parsers,
@@ -78,8 +77,14 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         embed_threads=threads,
         embed_streams=streams,
         ontology_cpus=0.25,
-        max_batches_in_flight=SLOTS_PER_ACTOR * slots + 2,
+        max_batches_in_flight=batches_in_flight(parsers, embed_actors * streams),
     )
+
+
+def batches_in_flight(parser_pairs: int, encode_streams: int) -> int:
+    """The driver's bound on page batches in flight: every actor slot busy (render and
+    analyze of each parser pair, each encode stream), and two more waiting."""
+    return SLOTS_PER_ACTOR * (2 * parser_pairs + encode_streams) + 2
 
 
 class ActorPool:

@@ -42,7 +42,7 @@ from pipeline import RayRun, analyze_document, patched, print_cpu, ray_run, read
 from pymongo import MongoClient
 
 import cluster.driver as driver
-from actors.pool import PoolPlan, plan_pools
+from actors.pool import PoolPlan, batches_in_flight, plan_pools
 from cluster.ray_runtime import connect_ray
 from cluster.sample_corpus import write_sample_workspace
 from core.embedded_mongo import EmbeddedMongo
@@ -152,12 +152,11 @@ def more_parsers(cpus: float, gpus: float) -> PoolPlan:
     plan = plan_pools(cpus, gpus)
     left = cpus - plan.embed_actors * plan.embed_cpus - plan.ontology_cpus - 1
     parsers = max(plan.render_actors, int(left // (plan.render_cpus + plan.analyze_cpus)))
-    slots = 2 * parsers + plan.encode_streams
     return replace(
         plan,
         render_actors=parsers,
         analyze_actors=parsers,
-        max_batches_in_flight=2 * slots + 2,
+        max_batches_in_flight=batches_in_flight(parsers, plan.encode_streams),
     )
 
 
