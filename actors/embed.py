@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from collections.abc import AsyncIterator
@@ -149,9 +150,8 @@ class EmbedActor:
             return None
         texts = [c["text"] for c in chunks]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._encoders, encode, model, texts, None, self.precision
-        )
+        work = functools.partial(encode, model, texts, precision=self.precision)
+        return await loop.run_in_executor(self._encoders, work)
 
     async def _store(
         self,
