@@ -113,6 +113,7 @@ from pipeline import (
     BUSY_MACHINE,
     CpuMeter,
     RayRun,
+    actor_precision,
     background_load,
     ray_run,
 )
@@ -126,7 +127,7 @@ from cluster.ray_runtime import cluster_size, connect_ray
 from cluster.sample_corpus import write_sample_workspace
 from core.db import open_client
 from core.embedded_mongo import EmbeddedMongo
-from core.embedding import DEFAULT_BATCH_SIZE, encode, load_model, resolve_precision
+from core.embedding import DEFAULT_BATCH_SIZE, encode, load_model
 from core.settings import Settings
 
 RAY_CPUS = 2
@@ -255,10 +256,11 @@ CHUNKERS: dict[str, Callable[[dict[str, Any]], Iterator[dict[str, Any]]]] = {
 
 def reference_precision(chunker: str, arithmetic: str) -> str:
     """float32 on Ray's chunks, as Ray's script computes (unless `arithmetic` is "ours"); on
-    our chunks the arithmetic our embed actor picks, so that run does the same model work."""
+    our chunks the arithmetic our embed actor picks, so that run does the same model work.
+    Called before a run's clock starts: reading the CPU's instructions imports torch."""
     if chunker == "ray" and arithmetic == "ray":
         return "float32"
-    return resolve_precision(Settings().embed_precision, "cpu")
+    return actor_precision()
 
 
 def reference_dataset(
@@ -322,9 +324,9 @@ def run_reference(paths: list[Path], chunker: str, args: argparse.Namespace) -> 
     """Build the dataset, then time its execution to the last row consumed here."""
     plan = plan_pools(*cluster_size())
     run = RefRun(chunker=chunker)
+    precision = reference_precision(chunker, args.reference_arithmetic)
     with CpuMeter() as meter:
         started = time.monotonic()
-        precision = reference_precision(chunker, args.reference_arithmetic)
         dataset = reference_dataset(
             paths, chunker, Settings().embed_model, plan, args.embed_batch, precision
         )
