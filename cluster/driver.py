@@ -285,15 +285,23 @@ class IndexRun:
         )
         todo = [p for p in range(fetched.page_count) if p not in done]
         tasks: list[asyncio.Task[None]] = []
-        for start in range(0, len(todo), PAGE_BATCH):
-            if fetched.document_id in self._failed:
-                break
-            await self._in_flight.acquire()
-            batch = todo[start : start + PAGE_BATCH]
-            self._analysis.batch_started()
-            tasks.append(asyncio.create_task(self._run_batch(fetched, batch)))
-        self._analysis.document_scheduled(fetched.document_id)
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            for start in range(0, len(todo), PAGE_BATCH):
+                if fetched.document_id in self._failed:
+                    break
+                await self._in_flight.acquire()
+                batch = todo[start : start + PAGE_BATCH]
+                self._analysis.batch_started()
+                tasks.append(asyncio.create_task(self._run_batch(fetched, batch)))
+            self._analysis.document_scheduled(fetched.document_id)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            # a cancelled run (its driver going away) takes its batches with it: none may go
+            # on writing, or end with an error nobody reads
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         for result in results:
             if isinstance(result, BaseException):
                 raise result

@@ -250,14 +250,17 @@ async def test_real_world_pdf_from_debian(local_ray, settings, db, tmp_path) -> 
     assert labels
 
 
-async def test_rerun_after_a_crash_resumes(local_ray, corpus, settings, db) -> None:
+async def test_rerun_after_a_crash_resumes(local_ray, settings, db, tmp_path) -> None:
     """The driver dies mid-run: its job expires when the lease runs out, and the next run
     redoes none of the pages that were done."""
     import asyncio
     from datetime import UTC, datetime, timedelta
 
+    # enough pages that the run is still going when the poll below sees its fourth page
+    # done: a warm pipeline finishes the 10 pages of the shared corpus within one poll
+    page_counts = [*GOOD_PAGES, 48]
     workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
-    for path in corpus["good"]:
+    for path in good_pdfs(tmp_path, page_counts):
         await add_document(db, workspace_id, str(path), max_bytes=10**9)
     crashed = asyncio.create_task(run_index(settings, workspace_id))
     while await db.pages.count_documents({"done": True}) < 4:
@@ -277,14 +280,14 @@ async def test_rerun_after_a_crash_resumes(local_ray, corpus, settings, db) -> N
     )
     summary = await run_index(settings, workspace_id)
     assert summary.status == "succeeded"
-    assert summary.pages == sum(GOOD_PAGES)
+    assert summary.pages == sum(page_counts)
     expired = await db.jobs.find_one({"_id": job["_id"]})
     assert expired["status"] == "failed"
     assert "lease expired" in expired["error"]
     for key, rendered_at in done_before.items():
         page = await db.pages.find_one({"documentId": key[0], "pageNo": key[1]})
         assert page["renderedAt"] == rendered_at, "a page done before the crash was redone"
-    assert await db.pages.count_documents({"done": True}) == sum(GOOD_PAGES)
+    assert await db.pages.count_documents({"done": True}) == sum(page_counts)
 
 
 async def test_changed_settings_redo_the_pages(local_ray, corpus, settings, db) -> None:
