@@ -92,9 +92,11 @@ class EmbedActor:
 
     def describe(self) -> dict[str, Any]:
         """Readiness probe and placement report: device, arithmetic, threads, vector size,
-        allocator."""
+        allocator. It counts as use: every run asks it first, and a driver that keeps the
+        runtime warm asks it between runs, so the pool stays."""
         import torch
 
+        self._idle.touch()
         return {
             "device": self.device,
             "precision": self.precision,

@@ -48,6 +48,10 @@ class IdleTimer:
         self._in_flight -= 1
         self._last_used = time.monotonic()
 
+    def touch(self) -> None:
+        """Count as used now, without a call (a driver keeping the actor warm)."""
+        self._last_used = time.monotonic()
+
     def idle_for(self) -> float:
         return 0.0 if self._in_flight else time.monotonic() - self._last_used
 

@@ -29,6 +29,11 @@ class OntologyActor:
         """Start the idle check (see `actors.idle`); the constructor sends this call."""
         self._idle.watch()
 
+    async def ready(self) -> None:
+        """Readiness probe. It counts as use: a driver that keeps the runtime warm calls it,
+        and the actor stays."""
+        self._idle.touch()
+
     async def build(self, workspace_id: str) -> int:
         self._idle.busy()
         try:

@@ -36,11 +36,15 @@ DRAIN_TIMEOUT_S = 30.0
 class ProgressAggregator:
     """One per run. Resources: none (I/O only). Concurrency: async, many calls interleave at
     awaits; state changes happen between them. Not restarted: a lost aggregator fails the run
-    (the driver sees it), and the run can be started again, resuming from MongoDB."""
+    (the driver sees it), and the run can be started again, resuming from MongoDB.
 
-    def __init__(self, settings: Settings, workspace_id: str) -> None:
+    Created before its run is known (a warm driver keeps one ready, so a run does not wait
+    for a worker process to start); `start` names the workspace.
+    """
+
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._workspace_id = workspace_id
+        self._workspace_id = ""
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
         self._progress = RunProgress()
         self._throttle = ProgressThrottle()
@@ -51,7 +55,11 @@ class ProgressAggregator:
         self._metrics = PipelineMetrics()
         self._started = False  # no update before `index:started`, whatever arrives first
 
-    async def start(self, docs_total: int) -> None:
+    def ready(self) -> None:
+        """Readiness probe: answers once the actor's process is up."""
+
+    async def start(self, workspace_id: str, docs_total: int) -> None:
+        self._workspace_id = workspace_id
         self._progress.docs_total = docs_total
         self._progress.started_at = time.monotonic()
         self._publisher = make_publisher(self._settings)

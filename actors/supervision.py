@@ -170,6 +170,10 @@ class SupervisedPool:
         """How many actors the pool has started, replacements included."""
         return self._started
 
+    async def wait_ready(self) -> None:
+        """Wait until every actor of the pool has answered `ready` (warming up)."""
+        await asyncio.gather(*(self._wait_started(m) for m in list(self._members)))
+
     def rss_bytes(self) -> list[int]:
         """The RSS each live actor reported with its last result (0: no result yet)."""
         return [m.last_rss for m in self._members if not m.dead]
@@ -253,6 +257,11 @@ class SupervisedPool:
             ) from None
         except RayActorError:
             raise self._died(member, blamed=True) from None
+        except asyncio.CancelledError:
+            # The run is going away; the actor may still be parsing (and writing) for it.
+            member.retired = True
+            self._kill(member)
+            raise
         finally:
             self._set_running(member, None)
         member.last_rss = rss
@@ -418,9 +427,11 @@ class SupervisedActor:
 
     @ray.method(concurrency_group=CONTROL_GROUP)
     async def park(self, documents: int) -> None:
-        """Wait for the next run: owned by none, `documents` parsed so far."""
+        """Wait for the next run: owned by none, `documents` parsed so far. Idle time counts
+        from here."""
         self._aggregator = None
         self._documents_before = documents
+        self._idle.touch()
 
     @ray.method(concurrency_group=CONTROL_GROUP)
     async def claim(self, aggregator: Any) -> int | None:

@@ -7,12 +7,14 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.db import ensure_indexes, open_client, require_uri
+from cluster.ray_auth import prepare_ray_auth
+from core.db import ensure_indexes, open_client, parse_object_id, require_uri
 from core.errors import IndexerError
 from core.settings import Settings, load_settings
 from core.storage import resolved_storage
@@ -29,10 +31,23 @@ def _run_head(args: argparse.Namespace, settings: Settings) -> int:
     from head.app import create_app
 
     port = args.port or settings.port
+    # uvicorn stops on SIGTERM, then sends it again to the process: raising here unwinds
+    # what the head started (its Ray, the embedded MongoDB) as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with resolved_storage(settings) as ready:
         app = create_app(ready.with_overrides(port=port))
         uvicorn.run(app, host=args.host, port=port, log_level="info")
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _driver(args: argparse.Namespace, settings: Settings) -> int:
+    from cluster.run_service import serve_driver
+
+    return serve_driver(settings)
 
 
 def _with_db(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
@@ -99,9 +114,25 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 def _index(args: argparse.Namespace, settings: Settings) -> int:
     from cluster.run import index_with_progress
 
+    if args.ray_address:
+        settings = settings.with_overrides(ray_address=args.ray_address)
+    if parse_object_id(args.workspace_id) is None:  # before any Ray starts
+        print(f"indexer: no workspace {args.workspace_id!r}", file=sys.stderr)
+        return 1
     with resolved_storage(settings) as ready:
-        summary = index_with_progress(ready, args.workspace_id, args.ray_address, args.job_id)
+        if not asyncio.run(_workspace_exists(ready, args.workspace_id)):
+            print(f"indexer: no workspace {args.workspace_id!r}", file=sys.stderr)
+            return 1
+        summary = index_with_progress(ready, args.workspace_id, args.job_id)
     return 0 if summary.status == "succeeded" else 1
+
+
+async def _workspace_exists(settings: Settings, workspace_id: str) -> bool:
+    client = open_client(require_uri(settings))
+    try:
+        return await find_workspace(client[settings.mongodb_db], workspace_id) is not None
+    finally:
+        await client.close()
 
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -156,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="follow it; exit 1 if it failed")
     submit.set_defaults(handler=_submit)
 
+    driver = commands.add_parser(
+        "driver", help="the head's run driver (the head starts it; commands on stdin)"
+    )
+    driver.set_defaults(handler=_driver)
+
     demo = commands.add_parser("demo", help="index a demo workspace end to end, nothing to set up")
     demo.add_argument("pdfs", nargs="*", metavar="PDF", help="default: a generated sample set")
     demo.add_argument("--port", type=int, default=None, help="head port (default: PORT or 4000)")
@@ -172,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # one line per HTTP request of our own clients is noise in a terminal
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        prepare_ray_auth(os.environ)
         settings = load_settings(os.environ)
         handler: Command = args.handler
         return handler(args, settings)

@@ -47,7 +47,7 @@ def run_demo(
         try:
             workspace_id = asyncio.run(_prepare_workspace(ready, sources))
             _print_watch_instructions(ready, workspace_id)
-            summary = index_with_progress(ready, workspace_id, None)
+            summary = index_with_progress(ready, workspace_id)
             if keep_serving:
                 print(f"Serving {ready.head_url}/workspaces/{workspace_id}; Ctrl-C to stop.")
                 head.wait()

@@ -23,6 +23,7 @@ from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 from ray.exceptions import RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.embed_pool import embed_pool
 from actors.fetch import FetchedDocument
@@ -122,9 +123,19 @@ class _PhaseClock:
             elapsed = time.monotonic() - self._since[phase]
             self.seconds[phase] = self.seconds.get(phase, 0.0) + elapsed
 
+    def running_phases(self) -> set[str]:
+        """Phases with a call running now."""
+        return {phase for phase, count in self._running.items() if count}
 
-async def create_pools(settings: Settings, workspace_id: str, plan: PoolPlan) -> RunActors:
-    aggregator = ProgressAggregator.remote(settings, workspace_id)
+
+def new_aggregator(settings: Settings) -> Any:
+    """A run's ProgressAggregator, on this driver's node: a worker node lost mid-run then
+    never takes the run's progress with it."""
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ProgressAggregator.options(scheduling_strategy=here).remote(settings)
+
+
+async def create_pools(settings: Settings, plan: PoolPlan, aggregator: Any) -> RunActors:
     pools = await parser_pools(settings, plan, settings_hash(settings), aggregator)
     return RunActors(
         fetch=pools[0],
@@ -172,7 +183,7 @@ class IndexRun:
         aggregator = self._pools.aggregator
         # Not awaited first: the aggregator's process may still be starting, and pages need
         # not wait for it (it holds updates back until `index:started` is out).
-        announced = aggregator.start.remote(len(documents))
+        announced = aggregator.start.remote(self._workspace_id, len(documents))
         self._analysis = AnalysisBarrier(str(d["_id"]) for d in documents)
         ontology = asyncio.create_task(self._ontology_once_analyzed())
         try:
@@ -183,9 +194,11 @@ class IndexRun:
             self._phase = "finalize"
             aggregator.set_phase.remote("finalize")
             page_count, chunks = await self._counts()
+        except asyncio.CancelledError:
+            await self._stop_ontology(ontology)
+            raise
         except Exception as exc:
-            ontology.cancel()
-            await asyncio.gather(ontology, return_exceptions=True)  # not left running unseen
+            await self._stop_ontology(ontology)
             error = failure_message(exc)
             summary = self._summary(job_id, "failed", documents, started, error=error)
             if await record(summary):
@@ -215,6 +228,16 @@ class IndexRun:
             phase_seconds=dict(self._clock.seconds),
             error=error,
         )
+
+    async def _stop_ontology(self, ontology: asyncio.Task[int]) -> None:
+        """The run ends early: its ontology task is not left running unseen, and a build
+        already sent to the ontology actor is stopped with the actor, so nothing of this run
+        writes after it returns."""
+        building = "ontology" in self._clock.running_phases()
+        ontology.cancel()
+        await asyncio.gather(ontology, return_exceptions=True)
+        if building:
+            ray.kill(self._pools.ontology, no_restart=True)
 
     async def _ontology_once_analyzed(self) -> int:
         """Concepts, built as soon as every chunk text is written: while the last page
@@ -377,6 +400,122 @@ class IndexRun:
         )
 
 
+class RunDriver:
+    """Runs indexing runs in this process, on the connected Ray cluster.
+
+    What runs share stays open between them: the MongoDB client and, for a long-lived
+    driver (`keep_spare`), a ProgressAggregator started ahead of the next run, so a run of
+    a few pages waits for no process to start. `warm` readies the embed pool and parks a
+    set of parser actors before the first run.
+    """
+
+    def __init__(self, settings: Settings, *, keep_spare: bool = False) -> None:
+        self._settings = settings
+        self._keep_spare = keep_spare
+        self._client = open_client(require_uri(settings))
+        self._db = self._client[settings.mongodb_db]
+        self._spare: asyncio.Future[Any] | None = None
+
+    @property
+    def db(self) -> AsyncDatabase[Document]:
+        return self._db
+
+    async def open(self) -> RunDriver:
+        await ensure_indexes(self._db)  # the one-active-run rule lives in an index
+        if self._keep_spare:
+            self._spare = asyncio.ensure_future(self._started_aggregator())
+        return self
+
+    async def aclose(self) -> None:
+        if self._spare is not None:
+            self._spare.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RayActorError):
+                ray.kill(await self._spare)
+        await self._client.close()
+
+    async def __aenter__(self) -> RunDriver:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def warm(self) -> dict[str, Any]:
+        """Load the embed pool's model and park a set of parser actors, as a run would
+        leave them: the next run claims them instead of starting them. Returns what the
+        embed actors report (device, arithmetic, threads)."""
+        settings = self._settings
+        plan = plan_pools(*cluster_size())
+        aggregator = await self._aggregator()
+        actors = await create_pools(settings, plan, aggregator)
+        try:
+            described = await asyncio.gather(*(a.describe.remote() for a in actors.embed.actors))
+            await asyncio.gather(
+                actors.ontology.ready.remote(),
+                *(p.wait_ready() for p in (actors.fetch, actors.render, actors.analyze)),
+            )
+        finally:
+            await actors.release(settings)
+        return described[0]
+
+    async def run(
+        self,
+        workspace_id: str,
+        *,
+        job_id: str | None = None,
+        on_start: Callable[[RunActors], None] | None = None,
+    ) -> RunSummary:
+        """Index a workspace; the `jobs` document records the run.
+
+        Args:
+            job_id: a job queued by `indexer submit` or the head; None creates one here.
+            on_start: called with the run's actors once they exist (progress bars, tests).
+
+        Raises:
+            RunError: the workspace does not exist.
+            RunAlreadyActiveError: another run of this workspace is going.
+        """
+        settings, db = self._settings, self._db
+        if await find_workspace(db, workspace_id) is None:
+            raise RunError("fetch", f"no workspace {workspace_id!r}")
+        if job_id is None:
+            job_id = await create_job(db, workspace_id, mode="local", requested_by="cli")
+        plan = plan_pools(*cluster_size())
+        now = datetime.now(UTC)
+        await update_job(
+            db, job_id, status="running", startedAt=now, heartbeatAt=now, plan=asdict(plan)
+        )
+        heartbeat = asyncio.create_task(_heartbeat(db, job_id, asyncio.current_task()))
+
+        async def record(summary: RunSummary) -> bool:
+            return await finish_job_patiently(db, job_id, summary.status, **_job_fields(summary))
+
+        try:
+            pools = await create_pools(settings, plan, await self._aggregator())
+            if on_start is not None:
+                on_start(pools)
+            try:
+                run = IndexRun(settings, workspace_id, db, pools, plan)
+                summary = await run.execute(job_id, record)
+                await update_job(db, job_id, events=summary.events)
+            finally:
+                await pools.release(settings)
+        finally:
+            heartbeat.cancel()
+        return summary
+
+    async def _aggregator(self) -> Any:
+        """The spare aggregator (a new spare is started for the next run), or a new one."""
+        if self._spare is None:
+            return new_aggregator(self._settings)
+        spare, self._spare = self._spare, asyncio.ensure_future(self._started_aggregator())
+        return await spare
+
+    async def _started_aggregator(self) -> Any:
+        aggregator = new_aggregator(self._settings)
+        await aggregator.ready.remote()
+        return aggregator
+
+
 async def run_index(
     settings: Settings,
     workspace_id: str,
@@ -384,60 +523,29 @@ async def run_index(
     job_id: str | None = None,
     on_start: Callable[[RunActors], None] | None = None,
 ) -> RunSummary:
-    """Index a workspace on the connected Ray cluster; the `jobs` document records the run.
-
-    Args:
-        job_id: a job queued by `indexer submit` or the head; None creates one here.
-        on_start: called with the run's actors once they exist (progress bars, tests).
-
-    Raises:
-        RunError: the workspace does not exist.
-        RunAlreadyActiveError: another run of this workspace is going.
-    """
-    client = open_client(require_uri(settings))
-    try:
-        db = client[settings.mongodb_db]
-        await ensure_indexes(db)  # the one-active-run rule lives in an index
-        if await find_workspace(db, workspace_id) is None:
-            raise RunError("fetch", f"no workspace {workspace_id!r}")
-        if job_id is None:
-            job_id = await create_job(db, workspace_id, mode="local", requested_by="cli")
-        plan = plan_pools(*cluster_size())
-        await update_job(
-            db,
-            job_id,
-            status="running",
-            startedAt=datetime.now(UTC),
-            heartbeatAt=datetime.now(UTC),
-            plan=asdict(plan),
-        )
-        heartbeat = asyncio.create_task(_heartbeat(db, job_id))
-        pools = await create_pools(settings, workspace_id, plan)
-        if on_start is not None:
-            on_start(pools)
-
-        async def record(summary: RunSummary) -> bool:
-            return await finish_job_patiently(db, job_id, summary.status, **_job_fields(summary))
-
-        try:
-            summary = await IndexRun(settings, workspace_id, db, pools, plan).execute(
-                job_id, record
-            )
-            await update_job(db, job_id, events=summary.events)
-        finally:
-            heartbeat.cancel()
-            await pools.release(settings)
-        return summary
-    finally:
-        await client.close()
+    """One run on a driver of its own (see `RunDriver.run`)."""
+    async with RunDriver(settings) as driver:
+        return await driver.run(workspace_id, job_id=job_id, on_start=on_start)
 
 
-async def _heartbeat(db: AsyncDatabase[Document], job_id: str) -> None:
-    """Proof of life, so a run whose driver died can be told from a slow one."""
+async def _heartbeat(
+    db: AsyncDatabase[Document], job_id: str, run: asyncio.Task[Any] | None
+) -> None:
+    """Proof of life, so a run whose driver died can be told from a slow one. A job that
+    ended meanwhile (cancelled through a head other than the one whose driver runs it)
+    cancels the run."""
     while True:
         await asyncio.sleep(HEARTBEAT_S)
-        with contextlib.suppress(PyMongoError):  # MongoDB away: the next beat makes up
-            await update_job(db, job_id, heartbeatAt=datetime.now(UTC))
+        try:
+            beat = await db.jobs.update_one(
+                {"_id": ObjectId(job_id), "active": True},
+                {"$set": {"heartbeatAt": datetime.now(UTC)}},
+            )
+        except PyMongoError:  # MongoDB away: the next beat makes up
+            continue
+        if beat.matched_count == 0 and run is not None:
+            run.cancel()
+            return
 
 
 def _job_fields(summary: RunSummary) -> dict[str, Any]:

@@ -1,17 +1,26 @@
-"""Connecting to Ray: a cluster at RAY_ADDRESS / --ray-address, or a local one sized to
-this machine.
+"""Connecting to Ray: a cluster at RAY_ADDRESS / --ray-address, the local Ray a head on this
+machine runs for the same INDEXER_DATA_DIR, or a local one of this process, sized to the
+machine.
 
 No job-level runtime env: Ray reuses its prestarted idle workers only for jobs without one,
 and starting a fresh worker for each of a run's actors costs seconds of CPU. What workers
-need from their environment (offline model loading) `core.embedding` sets itself.
+need from their environment (offline model loading) `core.embedding` sets itself. Token
+authentication is set up before `ray` is imported (`cluster.ray_auth`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import ray
+
+from cluster.local_runtime import LocalRayRuntime
+from core.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def connect_ray(
@@ -21,7 +30,6 @@ def connect_ray(
     if ray.is_initialized():
         return
     if address:
-        _enable_token_auth_if_available()
         ray.init(address=address, log_to_driver=False)
         return
     ray.init(
@@ -33,14 +41,24 @@ def connect_ray(
     )
 
 
-def _enable_token_auth_if_available() -> None:
-    """Ray 2.60 clusters use token auth when a token exists, but a driver that attaches with
-    an explicit address only sends it with RAY_AUTH_MODE=token (Ray's documented switch)."""
-    if "RAY_AUTH_MODE" in os.environ:
+@contextmanager
+def ray_for_runs(settings: Settings) -> Iterator[None]:
+    """Connect this process for runs: RAY_ADDRESS when set; else the head's local Ray of
+    this data directory (used, so it stays up until this process is done), else a local
+    Ray of this process's own."""
+    if settings.ray_address:
+        connect_ray(settings.ray_address)
+        yield
         return
-    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray/auth_token")
-    if os.environ.get("RAY_AUTH_TOKEN") or Path(token_path).is_file():
-        os.environ["RAY_AUTH_MODE"] = "token"
+    runtime = LocalRayRuntime(settings.data_dir)
+    info = runtime.attach()
+    if info is not None:
+        logger.info("using the head's Ray at %s (dashboard %s)", info.address, info.dashboard)
+    try:
+        connect_ray(info.address if info else None)
+        yield
+    finally:
+        runtime.release()
 
 
 def cluster_size() -> tuple[float, float]:

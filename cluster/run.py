@@ -7,7 +7,7 @@ import sys
 
 from cluster.driver import RunActors, RunSummary, run_index
 from cluster.progress_bar import show_progress
-from cluster.ray_runtime import connect_ray
+from cluster.ray_runtime import ray_for_runs
 from core.settings import Settings
 
 
@@ -34,11 +34,16 @@ def format_summary(summary: RunSummary) -> str:
 
 
 def index_with_progress(
-    settings: Settings, workspace_id: str, ray_address: str | None, job_id: str | None = None
+    settings: Settings, workspace_id: str, job_id: str | None = None
 ) -> RunSummary:
     """Connect Ray, run the index with a progress bar on stderr, print the summary."""
-    connect_ray(ray_address or settings.ray_address)
+    with ray_for_runs(settings):
+        summary = asyncio.run(_run_with_bar(settings, workspace_id, job_id))
+    print(format_summary(summary))
+    return summary
 
+
+async def _run_with_bar(settings: Settings, workspace_id: str, job_id: str | None) -> RunSummary:
     async def main() -> RunSummary:
         watchers: list[asyncio.Task[None]] = []
 
@@ -53,6 +58,4 @@ def index_with_progress(
             if sys.stderr.isatty():
                 sys.stderr.write("\n")
 
-    summary = asyncio.run(main())
-    print(format_summary(summary))
-    return summary
+    return await main()

@@ -3,6 +3,7 @@
     IndexerError
     ├── SettingsError          a setting is missing or malformed (names the variable)
     ├── StorageError           MongoDB (embedded or remote) cannot be reached or started
+    ├── ClusterError           Ray cannot be reached, or the local Ray cannot be started
     ├── AuthError              a browser session could not be accepted
     │   ├── AuthenticationRequired   no usable session (missing, invalid, expired, no `sub`)
     │   └── AuthenticationFailed     the check itself broke (e.g. session store down)
@@ -25,6 +26,10 @@ class SettingsError(IndexerError):
 
 class StorageError(IndexerError):
     """MongoDB cannot be reached, or the embedded server cannot be started."""
+
+
+class ClusterError(IndexerError):
+    """Ray cannot be reached, or the head's local Ray cannot be started."""
 
 
 class AuthError(IndexerError):

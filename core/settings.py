@@ -82,6 +82,7 @@ class Settings:
     parser_recycle_documents: int = 100
     parser_recycle_rss_mb: int = 1024
     parser_idle_s: int = 600
+    warm: bool = True
 
     def require_nextauth_secret(self) -> Secret:
         """Return NEXTAUTH_SECRET or fail with a one-line error naming it."""
@@ -130,6 +131,17 @@ def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> 
     if value not in choices:
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
 
 
 def _url(environ: Mapping[str, str], name: str, default: str) -> str:
@@ -187,4 +199,5 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         parser_recycle_documents=_int(environ, "INDEXER_PARSER_RECYCLE_DOCUMENTS", 100),
         parser_recycle_rss_mb=_int(environ, "INDEXER_PARSER_RECYCLE_RSS_MB", 1024, minimum=16),
         parser_idle_s=_int(environ, "INDEXER_PARSER_IDLE_S", 600, minimum=0),
+        warm=_bool(environ, "INDEXER_WARM", True),
     )

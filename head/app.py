@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> Any:
             state.redis = bounded_redis(settings.redis_url.reveal())
             state.history = RedisEventHistory(state.redis)
         watching = asyncio.create_task(watcher.run())
+        runs.open()
         try:
             yield
         finally:

@@ -13,8 +13,10 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import socketio
 import uvicorn
@@ -88,10 +91,13 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(mongo_uri: str) -> Settings:
-    """Settings of one test: its own database and NextAuth secret."""
+def settings(mongo_uri: str, tmp_path: Path) -> Settings:
+    """Settings of one test: its own database, NextAuth secret and data directory. Heads
+    start no Ray of their own until a test starts a run (INDEXER_WARM off)."""
     port = free_port()
     return Settings(
+        data_dir=tmp_path / "data",
+        warm=False,
         mongodb_uri=Secret(mongo_uri),
         mongodb_db=f"t_{uuid.uuid4().hex[:12]}",
         nextauth_secret=Secret(secrets.token_urlsafe(32)),
@@ -337,3 +343,81 @@ def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
 def _tcp_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class HeadProcess:
+    """`python -m cluster.cli head --port P`, as an operator runs it: killable for real."""
+
+    def __init__(self, settings: Settings, log_path: Path, **extra_env: str) -> None:
+        self.settings = settings
+        self.extra_env = extra_env
+        self.url = f"http://127.0.0.1:{settings.port}"
+        self._log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> HeadProcess:
+        env = dict(os.environ)
+        for name in ("REDIS_URL", "RAY_ADDRESS", "HEAD_URL", "MONGODB_URI"):
+            env.pop(name, None)
+        if self.settings.mongodb_uri is not None:  # else the head starts its embedded one
+            env["MONGODB_URI"] = self.settings.mongodb_uri.reveal()
+        env.update(
+            MONGODB_DB=self.settings.mongodb_db,
+            NEXTAUTH_SECRET=self.settings.require_nextauth_secret().reveal(),
+            WEB_APP_URL=self.settings.web_app_url,
+            PORT=str(self.settings.port),
+            INDEXER_DATA_DIR=str(self.settings.data_dir),
+            INDEXER_WARM="1" if self.settings.warm else "0",
+            HF_HUB_OFFLINE="1",
+            **self.extra_env,
+        )
+        with self._log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cluster.cli", "head", "--port", str(self.settings.port)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        process = self.process
+        wait_until(
+            lambda: process.poll() is not None or self._ready(),
+            SERVICE_TIMEOUT_S * 3,
+            "the head process to answer /readyz",
+        )
+        assert process.poll() is None, f"the head exited: {self._log_path.read_text()[-3000:]}"
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(SERVICE_TIMEOUT_S)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(SERVICE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def head_processes(tmp_path: Path) -> Iterator[Any]:
+    started: list[HeadProcess] = []
+
+    def start(settings: Settings) -> HeadProcess:
+        head = HeadProcess(settings, tmp_path / f"head-{len(started)}.log").start()
+        started.append(head)
+        return head
+
+    yield start
+    for head in started:
+        head.stop()

@@ -9,8 +9,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -30,14 +28,13 @@ from cluster.ray_runtime import connect_ray
 from core.db import ensure_indexes, open_client
 from core.embedded_mongo import EmbeddedMongo
 from core.events import PHASES
-from core.settings import Secret, Settings
+from core.settings import Secret
 from core.workspaces import create_workspace
-from tests.conftest import SERVICE_TIMEOUT_S, unstamped, wait_until
+from tests.conftest import unstamped, wait_until
 from tests.pdf_fixtures import good_pdfs
 
 PAGES = [4, 4, 4]
 RUN_TIMEOUT_S = 240.0
-HEAD_START_TIMEOUT_S = 60.0
 EMBEDDING_DIMENSIONS = 384
 
 
@@ -118,82 +115,6 @@ async def check_complete(db: Any, workspace_id: str, pages_total: int) -> None:
     assert workspace["indexProgress"]["pagesDone"] == pages_total
     documents = await db.documents.find({"workspaceId": workspace_id}).to_list()
     assert {d["status"] for d in documents} == {"indexed"}
-
-
-# -- a head in its own process -------------------------------------------------------------
-
-
-class HeadProcess:
-    """`python -m cluster.cli head --port P`, as an operator runs it: killable for real."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.url = f"http://127.0.0.1:{settings.port}"
-        self._log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> HeadProcess:
-        env = dict(os.environ)
-        for name in ("REDIS_URL", "RAY_ADDRESS", "HEAD_URL"):
-            env.pop(name, None)
-        env.update(
-            MONGODB_URI=self.settings.mongodb_uri.reveal(),  # type: ignore[union-attr]
-            MONGODB_DB=self.settings.mongodb_db,
-            NEXTAUTH_SECRET=self.settings.require_nextauth_secret().reveal(),
-            WEB_APP_URL=self.settings.web_app_url,
-            PORT=str(self.settings.port),
-            HF_HUB_OFFLINE="1",
-        )
-        with self._log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cluster.cli", "head", "--port", str(self.settings.port)],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        process = self.process
-        wait_until(
-            lambda: process.poll() is not None or self._ready(),
-            HEAD_START_TIMEOUT_S,
-            "the head process to answer /readyz",
-        )
-        assert process.poll() is None, f"the head exited: {self._log_path.read_text()[-3000:]}"
-        return self
-
-    def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(SERVICE_TIMEOUT_S)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(SERVICE_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@pytest.fixture
-def head_processes(tmp_path: Path) -> Iterator[Any]:
-    started: list[HeadProcess] = []
-
-    def start(settings: Settings) -> HeadProcess:
-        head = HeadProcess(settings, tmp_path / f"head-{len(started)}.log").start()
-        started.append(head)
-        return head
-
-    yield start
-    for head in started:
-        head.stop()
 
 
 # -- a browser's progress page, with python-socketio -----------------------------------------

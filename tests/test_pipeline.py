@@ -462,7 +462,7 @@ async def test_a_parser_actor_whose_run_is_gone_leaves(local_ray, settings) -> N
     from actors.spares import spare_key, spawn_options
 
     assert settings.parser_idle_s == 600
-    aggregator = ProgressAggregator.remote(settings, "w")
+    aggregator = ProgressAggregator.remote(settings)
     options = spawn_options(spare_key(settings, plan_pools(2, 0)), "render")
     actor = RenderActor.options(num_cpus=0.25, **options).remote(settings, aggregator)
     await actor.ready.remote()

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from cluster.documents import add_document
+from cluster.process_tree import end_session
 from core.jobs import create_job, find_job
 from core.settings import Secret
 from core.workspaces import create_workspace
@@ -41,33 +42,45 @@ def node_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`ray start --head` with Ray's defaults: token authentication on (a token is made
+    first when this machine has none, as `ray.init()` would). It runs with `--block` in a
+    session of its own and is ended by session id: `ray stop` would end every Ray here."""
     ray = shutil.which("ray", path=VENV_BIN)
     assert ray is not None
-    gcs, dashboard, metrics = free_port(), free_port(), free_port()
+    env = node_env()
+    assert "RAY_AUTH_MODE" not in env
+    subprocess.run([ray, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    gcs, dashboard, metrics, agent, client = (free_port() for _ in range(5))
     temp = tmp_path_factory.mktemp("ray")
-    subprocess.run(
-        [
-            ray,
-            "start",
-            "--head",
-            f"--port={gcs}",
-            "--num-cpus=2",
-            "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dashboard}",
-            f"--metrics-export-port={metrics}",
-            f"--temp-dir={temp}",
-            "--disable-usage-stats",
-        ],
-        env=node_env(),
-        check=True,
-        timeout=180,
-        capture_output=True,
-    )
+    log = temp / "ray-start.log"
+    with log.open("wb") as out:
+        head = subprocess.Popen(
+            [
+                ray,
+                "start",
+                "--head",
+                "--block",
+                f"--port={gcs}",
+                "--num-cpus=2",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dashboard}",
+                f"--dashboard-agent-listen-port={agent}",
+                f"--ray-client-server-port={client}",
+                f"--metrics-export-port={metrics}",
+                f"--temp-dir={temp}",
+                "--disable-usage-stats",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     address = f"http://127.0.0.1:{dashboard}"
     from cluster.jobs import jobs_client
 
     def jobs_api_up() -> bool:
+        assert head.poll() is None, log.read_text()[-3000:]
         try:
             jobs_client(address).list_jobs()
             return True
@@ -78,7 +91,8 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
         wait_until(jobs_api_up, 120, "the Ray Jobs API")
         yield {"jobs": address, "gcs": f"127.0.0.1:{gcs}", "metrics": metrics}
     finally:
-        subprocess.run([ray, "stop", "--force"], env=node_env(), timeout=120, capture_output=True)
+        assert end_session(head.pid, grace_s=5) == []
+        head.wait(30)
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
@@ -27,10 +29,11 @@ async def metrics(state: State) -> Response:
 
 
 @router.get("/readyz")
-async def readyz(state: State) -> JSONResponse:
-    """Every dependency answers: MongoDB always, Redis when configured.
-
-    503 names the failing dependency.
+async def readyz(state: State, request: Request) -> JSONResponse:
+    """Every dependency answers: MongoDB always, Redis when configured. 503 names the
+    failing dependency. `runs` says where local runs stand: `warming` (the head's Ray and
+    run driver are starting or loading models; the status is `warming` too), `ready`,
+    `cold` (they start with the first run), or `unavailable: why`.
     """
     checks: dict[str, str] = {}
     try:
@@ -45,7 +48,10 @@ async def readyz(state: State) -> JSONResponse:
         except (RedisError, OSError):
             checks["redis"] = "unavailable"
     failing = [name for name, result in checks.items() if result != "ok"]
-    body = {"status": "ready" if not failing else "unavailable", "checks": checks}
+    # Runs are reported, not required: a head without them still serves every browser.
+    runs = request.app.state.runs.status
+    status = "unavailable" if failing else "warming" if runs in ("starting", "warming") else "ready"
+    body: dict[str, Any] = {"status": status, "checks": checks, "runs": runs}
     if failing:
         body["failing"] = failing
     return JSONResponse(body, status_code=503 if failing else 200)
