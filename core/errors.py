@@ -55,7 +55,7 @@ class AuthenticationFailed(AuthError):
 
 
 class ExtraMissingError(IndexerError):
-    """A feature needs an optional extra (`pip install 'indexer[pipeline]'`) that this
+    """A feature needs an optional extra (`pip install '.[pipeline]'`) that this
     install lacks; the message names the feature, the extra and the missing modules."""
 
 

@@ -1,4 +1,4 @@
-"""Optional extras of the install: a head-only install (`pip install indexer`) serves REST,
+"""Optional extras of the install: a head-only install (`pip install .`) serves REST,
 Socket.IO and the progress page; indexing and search need the `pipeline` extra (Ray,
 PyMuPDF, torch, sentence-transformers). Features check here first, so a missing extra is a
 clear error naming what to install, not an ImportError in the middle of a request."""
@@ -26,5 +26,5 @@ def require_extra(feature: str, modules: tuple[str, ...], extra: str = PIPELINE_
     if missing:
         raise ExtraMissingError(
             f"{feature} needs the '{extra}' extra ({', '.join(missing)} not installed): "
-            f"pip install 'indexer[{extra}]'"
+            f"pip install '.[{extra}]' in the indexer's source folder"
         )

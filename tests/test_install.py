@@ -146,7 +146,7 @@ async def test_head_only_install_serves(
         # what needs the pipeline extra says so, as a 503 naming it
         search = await http.get(f"/api/workspaces/{workspace_id}/search", params={"q": "ray"})
         assert search.status_code == 503, search.text
-        assert "pip install 'indexer[pipeline]'" in search.json()["detail"]
+        assert "pip install '.[pipeline]'" in search.json()["detail"]
         start = await http.post(f"/api/workspaces/{workspace_id}/index")
         assert start.status_code == 503, start.text
         assert "'pipeline' extra" in start.json()["detail"]
