@@ -261,6 +261,7 @@ class IndexRun:
                 self._clock.leave("fetch")
             if fetched.skipped:
                 self._skipped += 1
+                await self._document_unchanged(fetched)
                 self._pools.aggregator.document_fetched.remote(
                     document_id, fetched.page_count, fetched.page_count
                 )
@@ -364,17 +365,31 @@ class IndexRun:
         )
         self._pools.aggregator.document_failed.remote(document_id, exc.phase)
 
+    async def _document_unchanged(self, fetched: FetchedDocument) -> None:
+        """A skipped document keeps its last complete index, and so its status: `indexer
+        add` of the same source set it `pending`, and `pageCount` counts only indexed and
+        partial documents, while progress counts a skipped document's pages as done."""
+        await self._db.documents.update_one(
+            {"_id": ObjectId(fetched.document_id)}, {"$set": {"status": _status_of(fetched)}}
+        )
+
     async def _document_indexed(self, fetched: FetchedDocument) -> None:
         await self._db.documents.update_one(
             {"_id": ObjectId(fetched.document_id)},
             {
                 "$set": {
-                    "status": "partial" if fetched.warning else "indexed",
+                    "status": _status_of(fetched),
                     "indexedSha256": fetched.sha256,
                     "indexedAt": datetime.now(UTC),
                 }
             },
         )
+
+
+def _status_of(fetched: FetchedDocument) -> str:
+    """An indexed document's status: `partial` when its PDF was repaired or had pages that
+    could not be read (the warning says which)."""
+    return "partial" if fetched.warning else "indexed"
 
 
 async def run_index(

@@ -23,7 +23,7 @@ from core.embedding import encode, load_model, resolve_precision
 from core.events import PHASES
 from core.workspaces import create_workspace
 from tests.conftest import unstamped
-from tests.pdf_fixtures import bad_pdfs, good_pdfs
+from tests.pdf_fixtures import bad_pdfs, good_pdfs, repairable_pdf
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
@@ -125,6 +125,77 @@ async def test_index_end_to_end(
     assert again.skipped_documents == len(corpus["good"])
     assert again.pages == pages_total
     assert await snapshot(db) == before
+
+
+async def statuses(db: Any, workspace_id: str) -> dict[str, str]:
+    return {
+        str(d["_id"]): d["status"] async for d in db.documents.find({"workspaceId": workspace_id})
+    }
+
+
+async def test_documents_added_again_unchanged_count_after_the_rerun(
+    local_ray, corpus, settings, db, tmp_path
+) -> None:
+    """The demo's second run: `indexer add` of the same files sets them `pending`, the run
+    skips them (same bytes, same settings), and they must still be what they were, in
+    `pageCount` as in progress: the same numbers everywhere."""
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    sources = [*corpus["good"], repairable_pdf(tmp_path / "repaired.pdf")]
+    pages_total = sum(GOOD_PAGES) + 1
+
+    async def add_sources() -> None:
+        for path in sources:
+            assert (await add_document(db, workspace_id, str(path), max_bytes=10**9)).error is None
+
+    await add_sources()
+    assert (await run_index(settings, workspace_id)).status == "succeeded"
+    indexed = await statuses(db, workspace_id)
+    assert sorted(indexed.values()) == ["indexed"] * len(corpus["good"]) + ["partial"]
+    await add_sources()
+    assert set((await statuses(db, workspace_id)).values()) == {"pending"}
+
+    again = await run_index(settings, workspace_id)
+
+    assert again.status == "succeeded", again
+    assert again.skipped_documents == len(sources)
+    assert again.pages == pages_total
+    assert await statuses(db, workspace_id) == indexed
+    workspace = await db.workspaces.find_one({"_id": ObjectId(workspace_id)})
+    progress = workspace["indexProgress"]
+    assert (workspace["indexStatus"], workspace["pageCount"]) == ("ready", pages_total)
+    assert (progress["pagesDone"], progress["pagesTotal"]) == (pages_total, pages_total)
+    assert (progress["docsDone"], progress["docsTotal"]) == (len(sources), len(sources))
+
+
+async def test_a_document_fetched_with_other_settings_is_not_skipped_next(
+    local_ray, corpus, settings, db
+) -> None:
+    """A run with other settings fetched a document and stopped there (its driver died):
+    the document's last complete index is of the old settings, so the next run with the new
+    ones indexes it instead of skipping it as unchanged."""
+    from actors.fetch import FetchActor
+    from cluster.driver import settings_hash
+
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    await add_document(db, workspace_id, str(corpus["good"][2]), max_bytes=10**9)
+    assert (await run_index(settings, workspace_id)).status == "succeeded"
+    other = settings.with_overrides(render_dpi=96)
+    fetcher = FetchActor.remote(other, settings_hash(other), None)
+    try:
+        fetched = await fetcher.fetch.remote(await db.documents.find_one({}))
+    finally:
+        ray.kill(fetcher)
+    assert not fetched.skipped
+
+    again = await run_index(other, workspace_id)
+
+    assert again.status == "succeeded", again
+    assert again.skipped_documents == 0
+    pages = await db.pages.find({"workspaceId": workspace_id}).to_list()
+    assert len(pages) == GOOD_PAGES[2]
+    assert all(page["done"] and page["image"]["dpi"] == 96 for page in pages)
+    workspace = await db.workspaces.find_one({"_id": ObjectId(workspace_id)})
+    assert workspace["pageCount"] == GOOD_PAGES[2]
 
 
 async def check_index(db: Any, workspace_id: str, pages_total: int) -> None:
