@@ -23,7 +23,7 @@ from actors.run_progress import ProgressThrottle, RunProgress, progress_key
 from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase
 from core.jobs import one_line
-from core.publisher import EventPublisher, PublishError, make_publisher
+from core.publisher import EventPublisher, PublishError, make_publisher, undelivered_warning
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ class ProgressAggregator:
         self.events_sent: dict[str, int] = {}
         self._metrics = PipelineMetrics()
         self._started = False  # no update before `index:started`, whatever arrives first
+        self._undelivered: str | None = None  # why events reach no head, said once
+        self._undelivered_seen = asyncio.Event()
 
     async def start(self, docs_total: int) -> None:
         self._progress.docs_total = docs_total
@@ -89,6 +91,17 @@ class ProgressAggregator:
 
     def snapshot(self) -> dict[str, Any]:
         return self._progress.payload(time.monotonic())
+
+    async def undelivered(self) -> str:
+        """Waits until an event of this run could not be published; returns the warning
+        that says so (the driver writes it on the run's terminal, once)."""
+        await self._undelivered_seen.wait()
+        assert self._undelivered is not None
+        return self._undelivered
+
+    def undelivered_now(self) -> str | None:
+        """That warning if an event could not be published so far, else None."""
+        return self._undelivered
 
     async def finish(self, page_count: int) -> dict[str, int]:
         """Last progress, then `index:ready`; waits (bounded) until both were handed over."""
@@ -174,7 +187,17 @@ class ProgressAggregator:
             await self._publisher.publish(self._workspace_id, event, payload)
             self.events_sent[event] = self.events_sent.get(event, 0) + 1
         except PublishError as exc:
-            logger.warning("event %s not delivered: %s", event, exc)
+            self._not_delivered(event, exc)
+
+    def _not_delivered(self, event: str, exc: PublishError) -> None:
+        """The first failure is a warning naming the setting to fix; the ones after it
+        would repeat it for every event, so they are debug lines."""
+        if self._undelivered is not None:
+            logger.debug("event %s not delivered: %s", event, exc)
+            return
+        self._undelivered = undelivered_warning(self._settings, exc)
+        logger.warning("%s", self._undelivered)
+        self._undelivered_seen.set()
 
     async def _close(self) -> dict[str, int]:
         if self._tasks:  # else `start` failed: there is no sender to wait for

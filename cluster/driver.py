@@ -33,6 +33,7 @@ from actors.progress import ProgressAggregator
 from actors.spares import keeps_parsers, ontology_actor
 from actors.supervision import SupervisedPool, pages_label
 from cluster.analysis_barrier import AnalysisBarrier
+from cluster.delivery_watch import DeliveryWatch
 from cluster.ray_runtime import cluster_size
 from core.db import Document, ensure_indexes, open_client, require_uri
 from core.errors import DocumentError, RunError
@@ -428,6 +429,7 @@ async def run_index(
         )
         heartbeat = asyncio.create_task(_heartbeat(db, job_id))
         pools = await create_pools(settings, workspace_id, plan)
+        delivery = DeliveryWatch(pools.aggregator)  # events reaching no head: said once
         if on_start is not None:
             on_start(pools)
 
@@ -441,6 +443,7 @@ async def run_index(
             await update_job(db, job_id, events=summary.events)
         finally:
             heartbeat.cancel()
+            await delivery.close()
             await pools.release(settings)
         return summary
     finally:

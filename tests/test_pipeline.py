@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from typing import Any
@@ -196,6 +197,30 @@ async def test_a_document_fetched_with_other_settings_is_not_skipped_next(
     assert all(page["done"] and page["image"]["dpi"] == 96 for page in pages)
     workspace = await db.workspaces.find_one({"_id": ObjectId(workspace_id)})
     assert workspace["pageCount"] == GOOD_PAGES[2]
+
+
+async def test_events_that_reach_no_head_are_said_once(
+    local_ray, corpus, settings, db, caplog
+) -> None:
+    """`indexer head --port 4100`, then a run without HEAD_URL: it publishes to another
+    port, where nothing answers (here: the test's free port, no head started). The run says
+    so in one warning naming HEAD_URL, not once per event, and goes on."""
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    await add_document(db, workspace_id, str(corpus["good"][0]), max_bytes=10**9)
+    caplog.set_level(logging.WARNING)
+
+    summary = await run_index(settings, workspace_id)
+
+    assert summary.status == "succeeded", summary
+    assert summary.events == {}, "an event was delivered with no head to take it"
+    said = [r.getMessage() for r in caplog.records if "reach no head" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"HEAD_URL={settings.head_url}" in said[0]
+    assert "Set HEAD_URL to the head's address" in said[0]
+    for secret in (settings.nextauth_secret, settings.effective_publish_token()):
+        assert secret.reveal() not in said[0]
+    workspace = await db.workspaces.find_one({"_id": ObjectId(workspace_id)})
+    assert (workspace["indexStatus"], workspace["pageCount"]) == ("ready", GOOD_PAGES[0])
 
 
 async def check_index(db: Any, workspace_id: str, pages_total: int) -> None:
