@@ -55,7 +55,6 @@ class ProgressAggregator:
 
     async def start(self, docs_total: int) -> None:
         self._progress.docs_total = docs_total
-        self._progress.started_at = time.monotonic()
         self._publisher = make_publisher(self._settings)
         await self._db.get().workspaces.update_one(
             {"_id": ObjectId(self._workspace_id)}, {"$set": {"indexStatus": "indexing"}}
@@ -136,6 +135,7 @@ class ProgressAggregator:
             return
         now = time.monotonic()
         progress = self._progress
+        progress.observe(now)
         in_flight = max(progress.rendered - progress.pages_done, 0)
         self._metrics.in_flight.set(in_flight, tags={"workspace": self._workspace_id})
         if self._throttle.due(now, progress.pages_done, progress.phase, progress_key(progress)):
