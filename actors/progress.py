@@ -52,6 +52,8 @@ class ProgressAggregator:
         self._started = False  # no update before `index:started`, whatever arrives first
         self._undelivered: str | None = None  # why events reach no head, said once
         self._undelivered_seen = asyncio.Event()
+        self._final: dict[str, Any] = {}  # the last progress, with the run's status
+        self._ended = asyncio.Event()
 
     async def start(self, docs_total: int) -> None:
         self._progress.docs_total = docs_total
@@ -91,6 +93,12 @@ class ProgressAggregator:
     def snapshot(self) -> dict[str, Any]:
         return self._progress.payload(time.monotonic())
 
+    async def ended(self) -> dict[str, Any]:
+        """Waits for the run's end (`finish` or `fail`): its last progress and `status`, so
+        a terminal's last line says where the run ended (the aggregator leaves soon after)."""
+        await self._ended.wait()
+        return self._final
+
     async def undelivered(self) -> str:
         """Waits until an event of this run could not be published; returns the warning
         that says so (the driver writes it on the run's terminal, once)."""
@@ -107,6 +115,7 @@ class ProgressAggregator:
         self._progress.late_phase = "finalize"
         self._queue_update(time.monotonic(), status="ready", page_count=page_count)
         self._outbox.put_nowait(("index:ready", {"pageCount": page_count}))
+        self._end("ready")
         return await self._close()
 
     async def fail(self, error: str, phase: str) -> dict[str, int]:
@@ -128,7 +137,12 @@ class ProgressAggregator:
         except PyMongoError as exc:
             logger.warning("failed status not stored: %s", type(exc).__name__)
         self._outbox.put_nowait(("index:failed", {"error": error, "phase": phase}))
+        self._end("failed")
         return await self._close()
+
+    def _end(self, status: str) -> None:
+        self._final = {**self._progress.payload(time.monotonic()), "status": status}
+        self._ended.set()
 
     def _maybe_update(self) -> None:
         if not self._started:

@@ -16,6 +16,8 @@ from typing import Any
 
 from ray.exceptions import RayActorError
 
+from cluster.ray_futures import as_future
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,7 +27,7 @@ class DeliveryWatch:
     def __init__(self, aggregator: Any) -> None:
         self._aggregator = aggregator
         self._said = False
-        self._waiting = _as_future(aggregator.undelivered.remote())
+        self._waiting = as_future(aggregator.undelivered.remote())
         self._waiting.add_done_callback(self._on_undelivered)
 
     def _on_undelivered(self, future: asyncio.Future[Any]) -> None:
@@ -46,11 +48,3 @@ class DeliveryWatch:
             warning = await self._aggregator.undelivered_now.remote()
             if warning is not None:
                 self._say(warning)
-
-
-def _as_future(ref: Any) -> asyncio.Future[Any]:
-    """An asyncio future of an ObjectRef. Its error (the aggregator killed at the end of a
-    run with nothing to report) is consumed here, so Ray does not report it as unhandled."""
-    future: asyncio.Future[Any] = asyncio.wrap_future(ref.future())
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return future

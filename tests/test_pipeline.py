@@ -223,6 +223,31 @@ async def test_events_that_reach_no_head_are_said_once(
     assert (workspace["indexStatus"], workspace["pageCount"]) == ("ready", GOOD_PAGES[0])
 
 
+async def test_a_run_into_a_log_ends_with_its_last_line(
+    local_ray, corpus, settings, db, capfd
+) -> None:
+    """`indexer index` with its terminal output going to a log (not a TTY): plain lines,
+    and the last one says where the run ended, 100% of its pages."""
+    from cluster.run import index_with_progress
+
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    for path in corpus["good"]:
+        await add_document(db, workspace_id, str(path), max_bytes=10**9)
+    pages = sum(GOOD_PAGES)
+
+    # in a thread: it runs its own event loop, as the CLI does
+    summary = await asyncio.to_thread(index_with_progress, settings, workspace_id, None)
+
+    assert summary.status == "succeeded", summary
+    err = capfd.readouterr().err
+    assert "\r" not in err, "a carriage return in a log"
+    lines = [line for line in err.splitlines() if " pages [" in line]
+    assert lines, err
+    assert lines[-1].startswith("ready"), lines
+    assert "100%|" in lines[-1]
+    assert f"| {pages}/{pages} pages" in lines[-1]
+
+
 async def check_index(db: Any, workspace_id: str, pages_total: int) -> None:
     pages = await db.pages.find({"workspaceId": workspace_id}).to_list()
     assert len(pages) == pages_total
