@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -50,7 +51,7 @@ class ProgressView:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream if stream is not None else sys.stderr
-        self._tty = self._stream.isatty()
+        self._tty = _is_terminal(self._stream)
         self._bar: tqdm[Any] | None = None
         self._line_at = -math.inf  # when the last plain line was written
         self._line: tuple[Any, ...] = ()
@@ -116,6 +117,18 @@ class ProgressView:
             miniters=1,
             leave=True,
         )
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    """A TTY that knows its size. One that reports 0 rows (a pseudo-terminal nobody sized,
+    as `script` or a container's makes) gets plain lines: tqdm would draw nothing on it."""
+    if not stream.isatty():
+        return False
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError):
+        return False
+    return size.lines > 0 and size.columns > 0
 
 
 def _label(snapshot: dict[str, Any]) -> str:

@@ -97,6 +97,26 @@ def test_a_tty_gets_a_bar_redrawn_in_place() -> None:
     assert max(len(d) for d in drawings) <= 100, "wider than the terminal"
 
 
+def test_a_tty_of_unknown_size_gets_plain_lines() -> None:
+    """A pseudo-terminal nobody sized (0 rows, as under `script` or in a container) would
+    get nothing drawn by tqdm: it gets the log's plain lines, the last one included."""
+    controller, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    with os.fdopen(terminal, "w") as tty:
+        view = ProgressView(tty)
+        assert not view.tty
+        shown = list(simulated_run())
+        for now, snapshot in shown:
+            view.show(snapshot, now)
+        view.close(final(shown[-1][1]))
+        tty.flush()
+        output = read_all(controller)
+    os.close(controller)
+    lines = [line for line in output.replace("\r\n", "\n").split("\n") if line.strip()]
+    assert lines[-1].startswith("ready"), lines
+    assert f"| {PAGES}/{PAGES} pages" in lines[-1]
+
+
 def read_all(fd: int) -> str:
     os.set_blocking(fd, False)
     chunks = []
