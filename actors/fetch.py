@@ -143,7 +143,12 @@ class FetchActor(SupervisedActor):
         document_id = str(document["_id"])
         if self._unchanged(document, sha256):
             return FetchedDocument(
-                document_id, document["gridfsId"], sha256, document["pageCount"], skipped=True
+                document_id,
+                document["gridfsId"],
+                sha256,
+                document["pageCount"],
+                skipped=True,
+                warning=document.get("warning"),  # the complete index's, kept as it was
             )
         page_count, warning = self._inspect(data)
         gridfs_id = await self._store(document, data, sha256)
@@ -212,7 +217,11 @@ class FetchActor(SupervisedActor):
                     "warning": warning,
                     "error": None,
                     "fetchedAt": datetime.now(UTC),
-                }
+                },
+                # set again by the driver once every page of these bytes is done with these
+                # settings; until then the document is not "unchanged": a run stopped now
+                # leaves the next one to index it, not to skip it on an older index's sha256
+                "$unset": {"indexedSha256": ""},
             },
         )
         # Pages and chunks of an older version of this document, or made with other

@@ -23,7 +23,7 @@ from actors.run_progress import ProgressThrottle, RunProgress, progress_key
 from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase
 from core.jobs import one_line
-from core.publisher import EventPublisher, PublishError, make_publisher
+from core.publisher import EventPublisher, PublishError, make_publisher, undelivered_warning
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ class ProgressAggregator:
         self.events_sent: dict[str, int] = {}
         self._metrics = PipelineMetrics()
         self._started = False  # no update before `index:started`, whatever arrives first
+        self._undelivered: str | None = None  # why events reach no head, said once
+        self._undelivered_seen = asyncio.Event()
+        self._final: dict[str, Any] = {}  # the last progress, with the run's status
+        self._ended = asyncio.Event()
 
     def ready(self) -> None:
         """Readiness probe: answers once the actor's process is up."""
@@ -61,7 +65,6 @@ class ProgressAggregator:
     async def start(self, workspace_id: str, docs_total: int) -> None:
         self._workspace_id = workspace_id
         self._progress.docs_total = docs_total
-        self._progress.started_at = time.monotonic()
         self._publisher = make_publisher(self._settings)
         await self._db.get().workspaces.update_one(
             {"_id": ObjectId(self._workspace_id)}, {"$set": {"indexStatus": "indexing"}}
@@ -98,11 +101,29 @@ class ProgressAggregator:
     def snapshot(self) -> dict[str, Any]:
         return self._progress.payload(time.monotonic())
 
+    async def ended(self) -> dict[str, Any]:
+        """Waits for the run's end (`finish` or `fail`): its last progress and `status`, so
+        a terminal's last line says where the run ended (the aggregator leaves soon after)."""
+        await self._ended.wait()
+        return self._final
+
+    async def undelivered(self) -> str:
+        """Waits until an event of this run could not be published; returns the warning
+        that says so (the driver writes it on the run's terminal, once)."""
+        await self._undelivered_seen.wait()
+        assert self._undelivered is not None
+        return self._undelivered
+
+    def undelivered_now(self) -> str | None:
+        """That warning if an event could not be published so far, else None."""
+        return self._undelivered
+
     async def finish(self, page_count: int) -> dict[str, int]:
         """Last progress, then `index:ready`; waits (bounded) until both were handed over."""
         self._progress.late_phase = "finalize"
         self._queue_update(time.monotonic(), status="ready", page_count=page_count)
         self._outbox.put_nowait(("index:ready", {"pageCount": page_count}))
+        self._end("ready")
         return await self._close()
 
     async def fail(self, error: str, phase: str) -> dict[str, int]:
@@ -124,13 +145,19 @@ class ProgressAggregator:
         except PyMongoError as exc:
             logger.warning("failed status not stored: %s", type(exc).__name__)
         self._outbox.put_nowait(("index:failed", {"error": error, "phase": phase}))
+        self._end("failed")
         return await self._close()
+
+    def _end(self, status: str) -> None:
+        self._final = {**self._progress.payload(time.monotonic()), "status": status}
+        self._ended.set()
 
     def _maybe_update(self) -> None:
         if not self._started:
             return
         now = time.monotonic()
         progress = self._progress
+        progress.observe(now)
         in_flight = max(progress.rendered - progress.pages_done, 0)
         self._metrics.in_flight.set(in_flight, tags={"workspace": self._workspace_id})
         if self._throttle.due(now, progress.pages_done, progress.phase, progress_key(progress)):
@@ -182,7 +209,17 @@ class ProgressAggregator:
             await self._publisher.publish(self._workspace_id, event, payload)
             self.events_sent[event] = self.events_sent.get(event, 0) + 1
         except PublishError as exc:
-            logger.warning("event %s not delivered: %s", event, exc)
+            self._not_delivered(event, exc)
+
+    def _not_delivered(self, event: str, exc: PublishError) -> None:
+        """The first failure is a warning naming the setting to fix; the ones after it
+        would repeat it for every event, so they are debug lines."""
+        if self._undelivered is not None:
+            logger.debug("event %s not delivered: %s", event, exc)
+            return
+        self._undelivered = undelivered_warning(self._settings, exc)
+        logger.warning("%s", self._undelivered)
+        self._undelivered_seen.set()
 
     async def _close(self) -> dict[str, int]:
         if self._tasks:  # else `start` failed: there is no sender to wait for

@@ -7,11 +7,47 @@ never goes down; `phase` is the earliest phase with unfinished work; an update g
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 PAGES_PER_UPDATE = 10
 MAX_UPDATE_INTERVAL_S = 5.0
+# Pages/s (and so the ETA) are measured over about this many recent seconds: long enough
+# to smooth the bursts in which page batches finish, short enough to follow a change.
+RATE_WINDOW_S = 30.0
+
+
+@dataclass
+class PageRate:
+    """Pages per second over the last RATE_WINDOW_S, measured from the first pages this run
+    finished, not from its start: the seconds before them (workers starting, the model
+    loading) say nothing about how fast pages go, and counting them made the ETA of a
+    short run many times too long. Unknown (None) until pages were finished twice."""
+
+    _samples: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def observe(self, now: float, pages_done: int) -> None:
+        """Record `pages_done` (this run's) at `now` when it moved, from the first pages
+        on; samples past the window go, but one stays before it, so the window is covered."""
+        last_done = self._samples[-1][1] if self._samples else 0
+        if pages_done == last_done:
+            return
+        self._samples.append((now, pages_done))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
+            self._samples.popleft()
+
+    def per_second(self, now: float) -> float | None:
+        """Between the first and the last sample, while the last is recent; a run that
+        finishes nothing for longer than its mean gap between samples sees its rate fall
+        (and its ETA grow) as `now` moves on."""
+        if len(self._samples) < 2:
+            return None
+        (first_at, first_done), (last_at, last_done) = self._samples[0], self._samples[-1]
+        span = last_at - first_at
+        mean_gap = span / (len(self._samples) - 1)
+        elapsed = max(span, now - first_at - mean_gap)
+        return (last_done - first_done) / elapsed if elapsed > 0 else None
 
 
 @dataclass
@@ -28,9 +64,9 @@ class RunProgress:
     pages_done: int = 0
     late_phase: str | None = None
     document_id: str | None = None
-    started_at: float = 0.0
     pages_at_start: int = 0
     _pages_left: dict[str, int] = field(default_factory=dict)
+    _rate: PageRate = field(default_factory=PageRate)
 
     def document_fetched(self, document_id: str, pages: int, *, already_done: int) -> None:
         self.docs_fetched += 1
@@ -71,6 +107,20 @@ class RunProgress:
             self._pages_left.pop(document_id)
             self.docs_done += 1
 
+    def observe(self, now: float) -> None:
+        """Called as reports arrive: the clock of the pages/s and ETA figures. Pages done
+        before this run (resumed, skipped) are its starting point, not progress."""
+        self._rate.observe(now, self.pages_done - self.pages_at_start)
+
+    def pages_left(self) -> float:
+        """Pages still to do, with those of documents not fetched yet estimated at the
+        fetched ones' average: early in a large run most documents are not counted yet."""
+        left = max(self.pages_total - self.pages_done, 0)
+        unfetched = max(self.docs_total - self.docs_fetched, 0)
+        if unfetched and self.docs_fetched:
+            left += unfetched * self.pages_total / self.docs_fetched
+        return left
+
     @property
     def phase(self) -> str:
         if self.late_phase is not None:
@@ -84,10 +134,9 @@ class RunProgress:
         return "embed"
 
     def payload(self, now: float) -> dict[str, Any]:
-        """The spec's `index:progress` fields plus per-phase counts, pages/s and an ETA."""
-        elapsed = max(now - self.started_at, 1e-6)
-        rate = (self.pages_done - self.pages_at_start) / elapsed
-        remaining = max(self.pages_total - self.pages_done, 0)
+        """The spec's `index:progress` fields plus per-phase counts, pages/s and an ETA
+        (None until the rate is known; see PageRate)."""
+        rate = self._rate.per_second(now) or 0.0
         payload: dict[str, Any] = {
             "phase": self.phase,
             "docsDone": self.docs_done,
@@ -102,7 +151,7 @@ class RunProgress:
                 "embed": self.pages_done,
             },
             "pagesPerSecond": round(rate, 3),
-            "etaSeconds": round(remaining / rate, 1) if rate > 0 else None,
+            "etaSeconds": round(self.pages_left() / rate, 1) if rate > 0 else None,
         }
         if self.document_id is not None:
             payload["documentId"] = self.document_id

@@ -34,6 +34,7 @@ from actors.progress import ProgressAggregator
 from actors.spares import keeps_parsers, ontology_actor
 from actors.supervision import SupervisedPool, pages_label
 from cluster.analysis_barrier import AnalysisBarrier
+from cluster.delivery_watch import DeliveryWatch
 from cluster.ray_runtime import cluster_size
 from core.db import Document, ensure_indexes, open_client, require_uri
 from core.errors import DocumentError, RunError
@@ -284,6 +285,7 @@ class IndexRun:
                 self._clock.leave("fetch")
             if fetched.skipped:
                 self._skipped += 1
+                await self._document_unchanged(fetched)
                 self._pools.aggregator.document_fetched.remote(
                     document_id, fetched.page_count, fetched.page_count
                 )
@@ -387,17 +389,31 @@ class IndexRun:
         )
         self._pools.aggregator.document_failed.remote(document_id, exc.phase)
 
+    async def _document_unchanged(self, fetched: FetchedDocument) -> None:
+        """A skipped document keeps its last complete index, and so its status: `indexer
+        add` of the same source set it `pending`, and `pageCount` counts only indexed and
+        partial documents, while progress counts a skipped document's pages as done."""
+        await self._db.documents.update_one(
+            {"_id": ObjectId(fetched.document_id)}, {"$set": {"status": _status_of(fetched)}}
+        )
+
     async def _document_indexed(self, fetched: FetchedDocument) -> None:
         await self._db.documents.update_one(
             {"_id": ObjectId(fetched.document_id)},
             {
                 "$set": {
-                    "status": "partial" if fetched.warning else "indexed",
+                    "status": _status_of(fetched),
                     "indexedSha256": fetched.sha256,
                     "indexedAt": datetime.now(UTC),
                 }
             },
         )
+
+
+def _status_of(fetched: FetchedDocument) -> str:
+    """An indexed document's status: `partial` when its PDF was repaired or had pages that
+    could not be read (the warning says which)."""
+    return "partial" if fetched.warning else "indexed"
 
 
 class RunDriver:
@@ -491,6 +507,7 @@ class RunDriver:
 
         try:
             pools = await create_pools(settings, plan, await self._aggregator())
+            delivery = DeliveryWatch(pools.aggregator)  # events reaching no head: said once
             if on_start is not None:
                 on_start(pools)
             try:
@@ -498,6 +515,7 @@ class RunDriver:
                 summary = await run.execute(job_id, record)
                 await update_job(db, job_id, events=summary.events)
             finally:
+                await delivery.close()
                 await pools.release(settings)
         finally:
             heartbeat.cancel()

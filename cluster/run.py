@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 from cluster.driver import RunActors, RunSummary, run_index
 from cluster.progress_bar import show_progress
@@ -44,18 +43,14 @@ def index_with_progress(
 
 
 async def _run_with_bar(settings: Settings, workspace_id: str, job_id: str | None) -> RunSummary:
-    async def main() -> RunSummary:
-        watchers: list[asyncio.Task[None]] = []
+    watchers: list[asyncio.Task[None]] = []
 
-        def on_start(actors: RunActors) -> None:
-            watchers.append(asyncio.create_task(show_progress(actors.aggregator)))
+    def on_start(actors: RunActors) -> None:
+        watchers.append(asyncio.create_task(show_progress(actors.aggregator)))
 
-        try:
-            return await run_index(settings, workspace_id, job_id=job_id, on_start=on_start)
-        finally:
-            for watcher in watchers:
-                watcher.cancel()
-            if sys.stderr.isatty():
-                sys.stderr.write("\n")
-
-    return await main()
+    try:
+        return await run_index(settings, workspace_id, job_id=job_id, on_start=on_start)
+    finally:
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)

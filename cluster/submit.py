@@ -7,14 +7,12 @@ MongoDB (the source of truth), so following works from any machine that reaches 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from cluster.jobs import RAY_TO_JOB_STATUS, jobs_client, submit_ray_job
-from cluster.progress_bar import format_progress
+from cluster.progress_bar import ProgressView
 from core.db import Document, ensure_indexes, open_client, require_uri
 from core.errors import RunError
 from core.jobs import create_job, find_job, finish_job_if_active, update_job
@@ -59,16 +57,17 @@ async def _follow(
 ) -> int:
     ray_jobs = jobs_client(address)
     deadline = time.monotonic() + FOLLOW_TIMEOUT_S
-    tty = sys.stderr.isatty()
-    while True:
-        status = str(await asyncio.to_thread(ray_jobs.get_job_status, ray_job_id))
-        await _mirror(db, job_id, status)
-        _show(await find_workspace(db, workspace_id), tty)
-        if status not in ("PENDING", "RUNNING") or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(FOLLOW_INTERVAL_S)
-    if tty:
-        sys.stderr.write("\n")
+    view = ProgressView()
+    try:
+        while True:
+            status = str(await asyncio.to_thread(ray_jobs.get_job_status, ray_job_id))
+            await _mirror(db, job_id, status)
+            view.show(_progress_of(await find_workspace(db, workspace_id)))
+            if status not in ("PENDING", "RUNNING") or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(FOLLOW_INTERVAL_S)
+    finally:
+        view.close()  # the last state read stays on the terminal
     job = await find_job(db, job_id)
     final = job.get("status") if job else None
     print(f"run {job_id} (Ray job {ray_job_id}): {final}", flush=True)
@@ -86,9 +85,10 @@ async def _mirror(db: AsyncDatabase[Document], job_id: str, ray_status: str) -> 
         await finish_job_if_active(db, job_id, status, error=f"Ray job {ray_status.lower()}")
 
 
-def _show(workspace: dict[str, Any] | None, tty: bool) -> None:
-    if workspace is None:
-        return
-    line = format_progress(workspace.get("indexProgress") or {})
-    sys.stderr.write(("\r" + line) if tty else (line + "\n"))
-    sys.stderr.flush()
+def _progress_of(workspace: Document | None) -> Document:
+    """The run's progress as MongoDB has it, labelled with the outcome once there is one."""
+    workspace = workspace or {}
+    progress = dict(workspace.get("indexProgress") or {})
+    if workspace.get("indexStatus") in ("ready", "failed"):
+        progress["status"] = workspace["indexStatus"]
+    return progress

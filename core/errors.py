@@ -7,6 +7,7 @@
     ├── AuthError              a browser session could not be accepted
     │   ├── AuthenticationRequired   no usable session (missing, invalid, expired, no `sub`)
     │   └── AuthenticationFailed     the check itself broke (e.g. session store down)
+    ├── ExtraMissingError      a feature needs an optional extra this install lacks
     ├── DocumentError          one document cannot be indexed; the run goes on
     └── RunError               the indexing run itself failed (becomes `index:failed`)
 
@@ -56,6 +57,11 @@ class AuthenticationFailed(AuthError):
     """The check itself broke (the session store could not be read)."""
 
     message = "Authentication failed"
+
+
+class ExtraMissingError(IndexerError):
+    """A feature needs an optional extra (`pip install '.[pipeline]'`) that this
+    install lacks; the message names the feature, the extra and the missing modules."""
 
 
 class _PhaseError(IndexerError):

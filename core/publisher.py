@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -26,6 +27,10 @@ DEFAULT_PUBLISH_TIMEOUT_S = 2.0
 
 class PublishError(IndexerError):
     """An event could not be handed over (head down, Redis down, rejected)."""
+
+
+class PublishRefusedError(PublishError):
+    """A head answered and refused the event (a wrong publish token, or no head there)."""
 
 
 class EventPublisher(Protocol):
@@ -56,7 +61,7 @@ class HttpEventPublisher:
         except httpx.HTTPError as exc:
             raise PublishError(f"head unreachable: {type(exc).__name__}") from exc
         if response.status_code != 202:
-            raise PublishError(f"head refused the event: HTTP {response.status_code}")
+            raise PublishRefusedError(f"head refused the event: HTTP {response.status_code}")
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -76,3 +81,33 @@ def make_publisher(
         return RedisEventPublisher(settings.redis_url.reveal(), timeout_s=timeout_s)
     token = settings.effective_publish_token().reveal()
     return HttpEventPublisher(settings.head_url, token, timeout_s=timeout_s)
+
+
+def undelivered_warning(settings: Settings, error: PublishError) -> str:
+    """The one line a run writes when its events reach no head: where it publishes, why
+    that failed, and what to set. Browsers then see nothing move while MongoDB, the source
+    of truth, still gets every update. Names settings, never their secret values."""
+    outcome = "browsers watching the workspace will not see it move; the run goes on"
+    if settings.redis_url is not None:
+        return (
+            f"this run's events reach no head: publishing to Redis failed ({error}); "
+            f"{outcome}. Check REDIS_URL: it must be the heads' Redis."
+        )
+    where = f"HEAD_URL={_without_userinfo(settings.head_url)}"
+    if isinstance(error, PublishRefusedError):
+        fix = (
+            "Give the run the head's NEXTAUTH_SECRET (or INDEXER_PUBLISH_TOKEN), and HEAD_URL "
+            "the head's address"
+        )
+    else:
+        fix = (
+            "Set HEAD_URL to the head's address (for `indexer head --port 4100`: "
+            "HEAD_URL=http://127.0.0.1:4100)"
+        )
+    return f"this run's events reach no head at {where} ({error}); {outcome}. {fix}."
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
 from core.db import HEAD_SERVER_SELECTION_TIMEOUT_MS, ensure_indexes, open_client, require_uri
-from core.errors import StorageError
+from core.errors import ExtraMissingError, StorageError
 from core.history import RedisEventHistory
 from core.settings import Settings
 from head.access_watch import AccessWatcher
@@ -116,6 +116,7 @@ def create_app(settings: Settings) -> Any:
     )
     api.add_exception_handler(StorageError, _storage_unavailable)
     api.add_exception_handler(PyMongoError, _storage_unavailable)
+    api.add_exception_handler(ExtraMissingError, _extra_missing)
     for module in (health, workspaces, events, admin, pages):
         api.include_router(module.router)
     return socketio.ASGIApp(sio, other_asgi_app=api)
@@ -124,3 +125,9 @@ def create_app(settings: Settings) -> Any:
 async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
     logger.warning("storage unavailable: %s", type(exc).__name__)
     return JSONResponse({"detail": "Storage unavailable"}, status_code=503)
+
+
+async def _extra_missing(_: Request, exc: Exception) -> JSONResponse:
+    """A feature this install cannot serve (a head without the pipeline extra): 503 with
+    the extra to install, since the same request succeeds on a head that has it."""
+    return JSONResponse({"detail": str(exc)}, status_code=503)

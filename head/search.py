@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from actors.concepts import candidate_phrases
 from core.db import Document
 from core.embedding import encode, load_model
+from core.extras import SEARCH_MODULES, require_extra
 
 SNIPPET_CHARS = 300
 MAX_CONCEPTS = 8
@@ -41,6 +42,9 @@ class Searcher:
     async def search(
         self, db: AsyncDatabase[Document], workspace: Document, query: str, k: int
     ) -> dict[str, Any]:
+        """Top-k chunks and matching concepts. ExtraMissingError (a 503) when this install
+        has no model to embed the query with (a head-only install)."""
+        require_extra("search", SEARCH_MODULES)
         workspace_id = str(workspace["_id"])
         matrix = await self._matrix(db, workspace)
         vector = (await self._embed(query))[0]

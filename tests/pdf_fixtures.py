@@ -272,6 +272,12 @@ def _nested_forms(path: Path) -> None:
     path.write_bytes(raw_pdf(objects))
 
 
+def repairable_pdf(path: Path) -> Path:
+    """A one-page PDF that MuPDF opens repaired: indexed with a warning (status `partial`)."""
+    _broken_xref(path)
+    return path
+
+
 def _broken_xref(path: Path) -> None:
     """Every xref offset is off by 37 bytes: readers must rebuild the table."""
     path.write_bytes(_text_pdf(xref_shift=37))

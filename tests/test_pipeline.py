@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from typing import Any
@@ -23,7 +24,7 @@ from core.embedding import encode, load_model, resolve_precision
 from core.events import PHASES
 from core.workspaces import create_workspace
 from tests.conftest import unstamped
-from tests.pdf_fixtures import bad_pdfs, good_pdfs
+from tests.pdf_fixtures import bad_pdfs, good_pdfs, repairable_pdf
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
@@ -125,6 +126,126 @@ async def test_index_end_to_end(
     assert again.skipped_documents == len(corpus["good"])
     assert again.pages == pages_total
     assert await snapshot(db) == before
+
+
+async def statuses(db: Any, workspace_id: str) -> dict[str, str]:
+    return {
+        str(d["_id"]): d["status"] async for d in db.documents.find({"workspaceId": workspace_id})
+    }
+
+
+async def test_documents_added_again_unchanged_count_after_the_rerun(
+    local_ray, corpus, settings, db, tmp_path
+) -> None:
+    """The demo's second run: `indexer add` of the same files sets them `pending`, the run
+    skips them (same bytes, same settings), and they must still be what they were, in
+    `pageCount` as in progress: the same numbers everywhere."""
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    sources = [*corpus["good"], repairable_pdf(tmp_path / "repaired.pdf")]
+    pages_total = sum(GOOD_PAGES) + 1
+
+    async def add_sources() -> None:
+        for path in sources:
+            assert (await add_document(db, workspace_id, str(path), max_bytes=10**9)).error is None
+
+    await add_sources()
+    assert (await run_index(settings, workspace_id)).status == "succeeded"
+    indexed = await statuses(db, workspace_id)
+    assert sorted(indexed.values()) == ["indexed"] * len(corpus["good"]) + ["partial"]
+    await add_sources()
+    assert set((await statuses(db, workspace_id)).values()) == {"pending"}
+
+    again = await run_index(settings, workspace_id)
+
+    assert again.status == "succeeded", again
+    assert again.skipped_documents == len(sources)
+    assert again.pages == pages_total
+    assert await statuses(db, workspace_id) == indexed
+    workspace = await db.workspaces.find_one({"_id": ObjectId(workspace_id)})
+    progress = workspace["indexProgress"]
+    assert (workspace["indexStatus"], workspace["pageCount"]) == ("ready", pages_total)
+    assert (progress["pagesDone"], progress["pagesTotal"]) == (pages_total, pages_total)
+    assert (progress["docsDone"], progress["docsTotal"]) == (len(sources), len(sources))
+
+
+async def test_a_document_fetched_with_other_settings_is_not_skipped_next(
+    local_ray, corpus, settings, db
+) -> None:
+    """A run with other settings fetched a document and stopped there (its driver died):
+    the document's last complete index is of the old settings, so the next run with the new
+    ones indexes it instead of skipping it as unchanged."""
+    from actors.fetch import FetchActor
+    from cluster.driver import settings_hash
+
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    await add_document(db, workspace_id, str(corpus["good"][2]), max_bytes=10**9)
+    assert (await run_index(settings, workspace_id)).status == "succeeded"
+    other = settings.with_overrides(render_dpi=96)
+    fetcher = FetchActor.remote(other, settings_hash(other), None)
+    try:
+        fetched = await fetcher.fetch.remote(await db.documents.find_one({}))
+    finally:
+        ray.kill(fetcher)
+    assert not fetched.skipped
+
+    again = await run_index(other, workspace_id)
+
+    assert again.status == "succeeded", again
+    assert again.skipped_documents == 0
+    pages = await db.pages.find({"workspaceId": workspace_id}).to_list()
+    assert len(pages) == GOOD_PAGES[2]
+    assert all(page["done"] and page["image"]["dpi"] == 96 for page in pages)
+    workspace = await db.workspaces.find_one({"_id": ObjectId(workspace_id)})
+    assert workspace["pageCount"] == GOOD_PAGES[2]
+
+
+async def test_events_that_reach_no_head_are_said_once(
+    local_ray, corpus, settings, db, caplog
+) -> None:
+    """`indexer head --port 4100`, then a run without HEAD_URL: it publishes to another
+    port, where nothing answers (here: the test's free port, no head started). The run says
+    so in one warning naming HEAD_URL, not once per event, and goes on."""
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    await add_document(db, workspace_id, str(corpus["good"][0]), max_bytes=10**9)
+    caplog.set_level(logging.WARNING)
+
+    summary = await run_index(settings, workspace_id)
+
+    assert summary.status == "succeeded", summary
+    assert summary.events == {}, "an event was delivered with no head to take it"
+    said = [r.getMessage() for r in caplog.records if "reach no head" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"HEAD_URL={settings.head_url}" in said[0]
+    assert "Set HEAD_URL to the head's address" in said[0]
+    for secret in (settings.nextauth_secret, settings.effective_publish_token()):
+        assert secret.reveal() not in said[0]
+    workspace = await db.workspaces.find_one({"_id": ObjectId(workspace_id)})
+    assert (workspace["indexStatus"], workspace["pageCount"]) == ("ready", GOOD_PAGES[0])
+
+
+async def test_a_run_into_a_log_ends_with_its_last_line(
+    local_ray, corpus, settings, db, capfd
+) -> None:
+    """`indexer index` with its terminal output going to a log (not a TTY): plain lines,
+    and the last one says where the run ended, 100% of its pages."""
+    from cluster.run import index_with_progress
+
+    workspace_id = str(await create_workspace(db, name="W", owner_id="alice", member_ids=[]))
+    for path in corpus["good"]:
+        await add_document(db, workspace_id, str(path), max_bytes=10**9)
+    pages = sum(GOOD_PAGES)
+
+    # in a thread: it runs its own event loop, as the CLI does
+    summary = await asyncio.to_thread(index_with_progress, settings, workspace_id, None)
+
+    assert summary.status == "succeeded", summary
+    err = capfd.readouterr().err
+    assert "\r" not in err, "a carriage return in a log"
+    lines = [line for line in err.splitlines() if " pages [" in line]
+    assert lines, err
+    assert lines[-1].startswith("ready"), lines
+    assert "100%|" in lines[-1]
+    assert f"| {pages}/{pages} pages" in lines[-1]
 
 
 async def check_index(db: Any, workspace_id: str, pages_total: int) -> None:

@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from core.errors import IndexerError
-from core.publisher import HttpEventPublisher, PublishError, make_publisher
+from core.publisher import (
+    HttpEventPublisher,
+    PublishError,
+    make_publisher,
+    undelivered_warning,
+)
 from core.settings import Secret
 from core.workspaces import create_workspace
 from tests.conftest import free_port, unstamped
@@ -112,3 +117,37 @@ async def test_redis_publisher_fails_when_redis_is_down(settings, expected_error
             await publisher.publish("a", "index:started", {})
     finally:
         await publisher.aclose()
+
+
+async def failure_of(settings: Any) -> PublishError:
+    publisher = make_publisher(settings, timeout_s=1)
+    try:
+        with pytest.raises(PublishError) as raised:
+            await publisher.publish("a", "index:started", {})
+        return raised.value
+    finally:
+        await publisher.aclose()
+
+
+async def test_undelivered_warning_says_what_to_set(head, settings, expected_errors) -> None:
+    """The run's one warning when its events reach no head names the setting to change
+    for what happened, and no secret."""
+    expected_errors.append("Cannot publish to redis")
+    port = free_port()
+    nobody = settings.with_overrides(head_url=f"http://user:pw@127.0.0.1:{port}")
+    warning = undelivered_warning(nobody, await failure_of(nobody))
+    assert f"HEAD_URL=http://127.0.0.1:{port} (head unreachable" in warning
+    assert "Set HEAD_URL to the head's address" in warning
+    # a head answered but refused: the token (from NEXTAUTH_SECRET) differs from the head's
+    stranger = head.settings.with_overrides(nextauth_secret=Secret("another secret"))
+    refused = undelivered_warning(stranger, await failure_of(stranger))
+    assert "HTTP 403" in refused
+    assert "NEXTAUTH_SECRET" in refused
+    redis_url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    down = settings.with_overrides(redis_url=Secret(redis_url))
+    redis_warning = undelivered_warning(down, await failure_of(down))
+    assert "Check REDIS_URL" in redis_warning
+    for text in (warning, refused, redis_warning):
+        assert "pw@" not in text
+        assert "hunter2" not in text
+        assert "another secret" not in text

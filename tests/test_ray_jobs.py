@@ -181,6 +181,11 @@ async def test_submit_wait_succeeds(
     assert job["rayJobId"] == ray_job_id == f"indexer-{job['_id']}"
     assert job["status"] == "succeeded"
     assert job["counts"]["pages"] == 5
+    # followed into a pipe (not a TTY): plain lines, the last one where the run ended
+    progress = [line for line in stderr.decode().splitlines() if " pages [" in line]
+    assert progress, stderr.decode()[-2000:]
+    assert progress[-1].startswith("ready"), progress
+    assert "| 5/5 pages" in progress[-1]
     total = time.monotonic() - started_at
     print(f"\nsubmit → index:started: {to_started:.1f}s; run total {total:.1f}s")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
 from actors.run_progress import ProgressThrottle, RunProgress, progress_key
 from core.events import PHASES
 
@@ -13,7 +15,7 @@ def simulate(
     pages_per_doc: list[int], seconds_per_page: float, seed: int
 ) -> tuple[int, float, list[int]]:
     rng = random.Random(seed)
-    progress = RunProgress(docs_total=len(pages_per_doc), started_at=0.0)
+    progress = RunProgress(docs_total=len(pages_per_doc))
     throttle = ProgressThrottle()
     now, sent, done_seen = 0.0, 0, []
 
@@ -88,3 +90,66 @@ def test_resumed_pages_count_as_done() -> None:
     payload = progress.payload(now=1.0)
     assert payload["pagesDone"] == 5
     assert payload["phases"]["embed"] == 5
+
+
+def steady_run(
+    progress: RunProgress, *, warm_up_s: float, pages_per_s: float, until: float
+) -> None:
+    """Pages finish in 4-page batches at a steady rate once the pipeline is warm, as the
+    aggregator sees them: each report observed at its own time."""
+    batch_s = 4 / pages_per_s
+    now = warm_up_s
+    while now <= until and progress.pages_done < progress.pages_total:
+        progress.pages_finished("a", 4)
+        progress.observe(now)
+        now += batch_s
+
+
+def test_eta_leaves_out_the_warm_up() -> None:
+    """A 10 s run: 6 s to start workers and load the model, then 10 pages/s. The time before
+    the first pages is no measure of the rate; counting it put the ETA many times too far."""
+    progress = RunProgress(docs_total=1)
+    progress.document_fetched("a", 100, already_done=0)
+    progress.observe(0.0)
+    assert progress.payload(now=5.0)["etaSeconds"] is None  # no rate yet: no guess
+    steady_run(progress, warm_up_s=6.0, pages_per_s=10.0, until=8.0)
+    payload = progress.payload(now=8.0)
+    true_eta = (100 - payload["pagesDone"]) / 10.0
+    assert payload["pagesPerSecond"] == pytest.approx(10.0, rel=0.1)
+    assert payload["etaSeconds"] == pytest.approx(true_eta, rel=0.2), payload
+
+
+def test_eta_grows_when_the_run_stalls_and_follows_a_new_rate() -> None:
+    progress = RunProgress(docs_total=1)
+    progress.document_fetched("a", 1000, already_done=0)
+    steady_run(progress, warm_up_s=0.0, pages_per_s=20.0, until=10.0)
+    before = progress.payload(now=10.0)["etaSeconds"]
+    stalled = progress.payload(now=20.0)["etaSeconds"]
+    assert stalled > 1.5 * before
+    # 60 s at 5 pages/s: the 30 s window forgets the faster start
+    now = 20.0
+    while now < 80.0:
+        progress.pages_finished("a", 1)
+        progress.observe(now)
+        now += 0.2
+    assert progress.payload(now=80.0)["pagesPerSecond"] == pytest.approx(5.0, rel=0.1)
+
+
+def test_eta_counts_the_documents_not_fetched_yet() -> None:
+    """Half the documents fetched: the other half's pages are still to do."""
+    progress = RunProgress(docs_total=4)
+    progress.document_fetched("a", 50, already_done=0)
+    progress.document_fetched("b", 50, already_done=0)
+    steady_run(progress, warm_up_s=0.0, pages_per_s=10.0, until=2.0)
+    payload = progress.payload(now=2.0)
+    left = 200 - payload["pagesDone"]
+    assert payload["etaSeconds"] == pytest.approx(left / 10.0, rel=0.2), payload
+
+
+def test_resumed_pages_are_not_speed() -> None:
+    """Pages done by an earlier run count as done, not as pages this run did in no time."""
+    progress = RunProgress(docs_total=1)
+    progress.document_fetched("a", 200, already_done=100)
+    progress.observe(0.0)
+    steady_run(progress, warm_up_s=1.0, pages_per_s=2.0, until=3.0)
+    assert progress.payload(now=3.0)["pagesPerSecond"] == pytest.approx(2.0, rel=0.1)

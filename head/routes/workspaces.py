@@ -15,6 +15,7 @@ from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
 
 from core.db import Document, parse_object_id
+from core.extras import RUN_MODULES, require_extra
 from core.jobs import RunAlreadyActiveError
 from core.workspaces import find_workspace, public_state, role_of
 from head.deps import Identity, State
@@ -66,6 +67,8 @@ async def start_indexing(access: Access, identity: Identity, request: Request) -
     workspace, role = access
     if role != "owner":
         raise HTTPException(status.HTTP_403_FORBIDDEN, "Only the owner can start indexing")
+    # a run is started (or submitted) through Ray: without it the job would only fail later
+    require_extra("indexing", RUN_MODULES)
     try:
         return await request.app.state.runs.start(
             str(workspace["_id"]), requested_by=identity.user_id
