@@ -15,6 +15,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+# Pages of one document a render → analyze → embed call takes at most (see `page_batch`).
 PAGE_BATCH = 4
 SLOTS_PER_ACTOR = 2
 
@@ -79,6 +80,14 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         ontology_cpus=0.25,
         max_batches_in_flight=batches_in_flight(parsers, embed_actors * streams),
     )
+
+
+def page_batch(pages: int, plan: PoolPlan) -> int:
+    """Pages per batch for a document of `pages` pages: PAGE_BATCH, fewer for a small one,
+    so it still makes two batches per encode stream and every stream starts embedding
+    while the next pages are parsed (a 10-page document on two streams: 2-page batches;
+    `bench/latency.py`)."""
+    return max(1, min(PAGE_BATCH, pages // (2 * plan.encode_streams)))
 
 
 def batches_in_flight(parser_pairs: int, encode_streams: int) -> int:

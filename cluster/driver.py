@@ -29,7 +29,7 @@ from actors.embed_pool import embed_pool
 from actors.fetch import FetchedDocument
 from actors.layout import CHUNK_OVERLAP_WORDS, CHUNK_WORDS
 from actors.parser_pools import parser_pools
-from actors.pool import PAGE_BATCH, ActorPool, PoolPlan, plan_pools
+from actors.pool import ActorPool, PoolPlan, page_batch, plan_pools
 from actors.progress import ProgressAggregator
 from actors.spares import keeps_parsers, ontology_actor
 from actors.supervision import SupervisedPool, pages_label
@@ -92,6 +92,17 @@ class RunActors:
     embed: ActorPool
     ontology: Any
     aggregator: Any
+
+    async def ready(self) -> dict[str, Any]:
+        """Wait until every actor has started (the embed pool's models loaded); what the
+        embed actors report. Each answer counts as use, so kept actors stay."""
+        described = await asyncio.gather(
+            *(actor.describe.remote() for actor in self.embed.actors),
+            self.ontology.ready.remote(),
+            self.aggregator.ready.remote(),
+            *(pool.wait_ready() for pool in (self.fetch, self.render, self.analyze)),
+        )
+        return dict(described[0])
 
     async def release(self, settings: Settings) -> None:
         """The run is over: parser actors are parked for the next run or killed (see
@@ -311,11 +322,12 @@ class IndexRun:
         todo = [p for p in range(fetched.page_count) if p not in done]
         tasks: list[asyncio.Task[None]] = []
         try:
-            for start in range(0, len(todo), PAGE_BATCH):
+            size = page_batch(fetched.page_count, self._plan)
+            for start in range(0, len(todo), size):
                 if fetched.document_id in self._failed:
                     break
                 await self._in_flight.acquire()
-                batch = todo[start : start + PAGE_BATCH]
+                batch = todo[start : start + size]
                 self._analysis.batch_started()
                 tasks.append(asyncio.create_task(self._run_batch(fetched, batch)))
             self._analysis.document_scheduled(fetched.document_id)
@@ -420,17 +432,23 @@ class RunDriver:
     """Runs indexing runs in this process, on the connected Ray cluster.
 
     What runs share stays open between them: the MongoDB client and, for a long-lived
-    driver (`keep_spare`), a ProgressAggregator started ahead of the next run, so a run of
-    a few pages waits for no process to start. `warm` readies the embed pool and parks a
-    set of parser actors before the first run.
+    driver (`prepare=True`), the next run's actors, made ready while nothing runs: an
+    aggregator, parser pools (parked actors claimed, or new ones started), handles on the
+    embed pool and the ontology actor. A run of a few pages then waits for no process, no
+    model and no claim; the next set is prepared once it has ended. Held this way, the
+    actors stay (an owned parser leaves only when its run is gone), and `warm` asks them
+    whether they are still there, which keeps the embed pool and ontology actor too.
     """
 
-    def __init__(self, settings: Settings, *, keep_spare: bool = False) -> None:
+    def __init__(self, settings: Settings, *, prepare: bool = False) -> None:
         self._settings = settings
-        self._keep_spare = keep_spare
+        self._prepare = prepare
         self._client = open_client(require_uri(settings))
         self._db = self._client[settings.mongodb_db]
-        self._spare: asyncio.Future[Any] | None = None
+        self._next: asyncio.Future[tuple[PoolPlan, RunActors]] | None = None
+        # An aggregator started one run further ahead: runs back to back then never wait
+        # for its worker process, which takes longer to start than the rest of a set.
+        self._spare_aggregator: asyncio.Future[Any] | None = None
 
     @property
     def db(self) -> AsyncDatabase[Document]:
@@ -438,15 +456,20 @@ class RunDriver:
 
     async def open(self) -> RunDriver:
         await ensure_indexes(self._db)  # the one-active-run rule lives in an index
-        if self._keep_spare:
-            self._spare = asyncio.ensure_future(self._started_aggregator())
+        self._prepare_next()
         return self
 
     async def aclose(self) -> None:
-        if self._spare is not None:
-            self._spare.cancel()
+        prepared, self._next = self._next, None
+        if prepared is not None:
+            prepared.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RayActorError, RunError):
+                await (await prepared)[1].release(self._settings)
+        spare, self._spare_aggregator = self._spare_aggregator, None
+        if spare is not None:
+            spare.cancel()
             with contextlib.suppress(asyncio.CancelledError, RayActorError):
-                ray.kill(await self._spare)
+                ray.kill(await spare)
         await self._client.close()
 
     async def __aenter__(self) -> RunDriver:
@@ -456,22 +479,16 @@ class RunDriver:
         await self.aclose()
 
     async def warm(self) -> dict[str, Any]:
-        """Load the embed pool's model and park a set of parser actors, as a run would
-        leave them: the next run claims them instead of starting them. Returns what the
-        embed actors report (device, arithmetic, threads)."""
-        settings = self._settings
-        plan = plan_pools(*cluster_size())
-        aggregator = await self._aggregator()
-        actors = await create_pools(settings, plan, aggregator)
+        """The next run's actors, ready, asked again whether they are (one that left is
+        replaced). Returns what the embed actors report (device, arithmetic, threads)."""
+        if self._next is None:
+            self._prepare_next()
+        assert self._next is not None
         try:
-            described = await asyncio.gather(*(a.describe.remote() for a in actors.embed.actors))
-            await asyncio.gather(
-                actors.ontology.ready.remote(),
-                *(p.wait_ready() for p in (actors.fetch, actors.render, actors.analyze)),
-            )
-        finally:
-            await actors.release(settings)
-        return described[0]
+            return await (await self._next)[1].ready()
+        except (RayActorError, RunError):
+            self._next = None  # an actor left: the next `warm` or run prepares afresh
+            raise
 
     async def run(
         self,
@@ -495,18 +512,17 @@ class RunDriver:
             raise RunError("fetch", f"no workspace {workspace_id!r}")
         if job_id is None:
             job_id = await create_job(db, workspace_id, mode="local", requested_by="cli")
-        plan = plan_pools(*cluster_size())
+        plan, pools = await self._actors()
         now = datetime.now(UTC)
-        await update_job(
-            db, job_id, status="running", startedAt=now, heartbeatAt=now, plan=asdict(plan)
-        )
         heartbeat = asyncio.create_task(_heartbeat(db, job_id, asyncio.current_task()))
 
         async def record(summary: RunSummary) -> bool:
             return await finish_job_patiently(db, job_id, summary.status, **_job_fields(summary))
 
         try:
-            pools = await create_pools(settings, plan, await self._aggregator())
+            await update_job(
+                db, job_id, status="running", startedAt=now, heartbeatAt=now, plan=asdict(plan)
+            )
             delivery = DeliveryWatch(pools.aggregator)  # events reaching no head: said once
             if on_start is not None:
                 on_start(pools)
@@ -516,17 +532,39 @@ class RunDriver:
                 await update_job(db, job_id, events=summary.events)
             finally:
                 await delivery.close()
-                await pools.release(settings)
         finally:
             heartbeat.cancel()
+            await pools.release(settings)
+            self._prepare_next()
         return summary
 
-    async def _aggregator(self) -> Any:
-        """The spare aggregator (a new spare is started for the next run), or a new one."""
-        if self._spare is None:
-            return new_aggregator(self._settings)
-        spare, self._spare = self._spare, asyncio.ensure_future(self._started_aggregator())
-        return await spare
+    async def _actors(self) -> tuple[PoolPlan, RunActors]:
+        """The prepared actors when they fit the cluster as it is now (a node may have come
+        or gone since), else new ones."""
+        plan = plan_pools(*cluster_size())
+        prepared, self._next = self._next, None
+        if prepared is not None:
+            try:
+                prepared_plan, actors = await prepared
+            except (RayActorError, RunError):
+                pass  # one of them cannot start: a run's own actors say why, below
+            else:
+                if prepared_plan == plan:
+                    return plan, actors
+                await actors.release(self._settings)
+        return plan, await create_pools(self._settings, plan, new_aggregator(self._settings))
+
+    def _prepare_next(self) -> None:
+        if self._prepare and self._next is None:
+            self._next = asyncio.ensure_future(self._prepared())
+
+    async def _prepared(self) -> tuple[PoolPlan, RunActors]:
+        plan = plan_pools(*cluster_size())
+        spare = self._spare_aggregator or asyncio.ensure_future(self._started_aggregator())
+        self._spare_aggregator = asyncio.ensure_future(self._started_aggregator())
+        actors = await create_pools(self._settings, plan, await spare)
+        await actors.ready()
+        return plan, actors
 
     async def _started_aggregator(self) -> Any:
         aggregator = new_aggregator(self._settings)

@@ -54,7 +54,7 @@ class DriverService:
     def __init__(self, settings: Settings, out: IO[str]) -> None:
         self._settings = settings
         self._out = out
-        self._driver = RunDriver(settings, keep_spare=True)
+        self._driver = RunDriver(settings, prepare=True)
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._warming: asyncio.Task[None] | None = None
 

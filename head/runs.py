@@ -28,6 +28,7 @@ from typing import IO, Any
 from bson import ObjectId
 
 from core.db import require_uri
+from core.extras import RUN_MODULES, require_extra
 from core.jobs import create_job, find_job, finish_job_if_active, update_job
 from head.broadcast import broadcast
 from head.state import HeadState
@@ -114,6 +115,7 @@ class RunLauncher:
                 raise RuntimeError("the head is stopping")
             self.status = "starting"
             try:
+                require_extra("indexing", RUN_MODULES)  # a head-only install runs nothing
                 address = await self._ray_address()
                 self._driver = await DriverProcess.spawn(self._state, address, self._on_event)
             except Exception as exc:
@@ -128,10 +130,8 @@ class RunLauncher:
         if settings.ray_address is not None:
             return settings.ray_address
         if self._runtime is None:
-            try:
-                from cluster.local_runtime import LocalRayRuntime
-            except ImportError as exc:  # a head-only install
-                raise RuntimeError(f"runs need `pip install 'indexer[pipeline]'` ({exc})") from None
+            from cluster.local_runtime import LocalRayRuntime
+
             runtime = LocalRayRuntime(settings.data_dir)
             await asyncio.to_thread(runtime.acquire)
             self._runtime = runtime

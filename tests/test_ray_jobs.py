@@ -149,6 +149,32 @@ async def until_terminal(client: Any) -> list[tuple[str, Any]]:
             return events
 
 
+@pytest.mark.parametrize("how", ["--ray-address", "RAY_ADDRESS"])
+async def test_index_attaches_to_a_token_cluster_with_no_auth_variable_set(
+    how, cluster_settings, ray_cluster, db, tmp_path
+) -> None:
+    """Ray's defaults: token authentication on. `indexer index` from a fresh process whose
+    environment names no RAY_AUTH_* variable attaches and runs, by flag and by RAY_ADDRESS.
+    (`indexer submit` is `test_submit_wait_succeeds`; the head's runs are
+    `test_retry_failed_reindexes_only_failed_documents`, same environment.)"""
+    async with httpx.AsyncClient(timeout=10) as http:
+        mode = await http.get(f"{ray_cluster['jobs']}/api/authentication_mode")
+    assert mode.json() == {"authentication_mode": "token"}
+    workspace_id = await workspace_with(db, tmp_path, [2])
+    env = cli_env(cluster_settings)
+    assert not [name for name in env if name.startswith("RAY_AUTH")]
+    args = ["index", workspace_id]
+    if how == "--ray-address":
+        args += ["--ray-address", ray_cluster["gcs"]]
+    else:
+        env["RAY_ADDRESS"] = ray_cluster["gcs"]
+    process = await run_cli(args, env)
+    _, stderr = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode == 0, stderr.decode()[-3000:]
+    workspace = await db.workspaces.find_one({})
+    assert (workspace["indexStatus"], workspace["pageCount"]) == ("ready", 2)
+
+
 async def test_submit_wait_succeeds(
     cluster_settings, ray_cluster, start_head, db, session_cookie, connect_client, tmp_path
 ) -> None:
@@ -279,7 +305,8 @@ async def index_counts(db: Any) -> tuple[int, int, int]:
 async def test_retry_failed_reindexes_only_failed_documents(
     cluster_settings, ray_cluster, start_head, db, session_cookie, connect_client, tmp_path
 ) -> None:
-    head = start_head(cluster_settings)  # small: a child process on the cluster's Ray
+    assert not [name for name in os.environ if name.startswith("RAY_AUTH")]
+    head = start_head(cluster_settings)  # small: the head's run driver, on the cluster's Ray
     workspace_id = await workspace_with(db, tmp_path, [2])
     late = tmp_path / "late.pdf"
     assert (await add_document(db, workspace_id, late.as_uri(), max_bytes=10**9)).error is None
