@@ -1,0 +1,92 @@
+"""Findings of the outside security review (issue 22), each against a real head.
+
+Every test here drives the head the way the attack does (raw HTTP, raw websocket frames,
+real Socket.IO clients) and checks the clear refusal the head gives now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from bson import ObjectId
+
+from core.workspaces import create_workspace
+
+pytestmark = pytest.mark.asyncio
+
+
+async def make_workspace(db: Any, owner: str = "alice", members: tuple[str, ...] = ("bob",)) -> str:
+    return str(await create_workspace(db, name="Docs", owner_id=owner, member_ids=list(members)))
+
+
+def publish_headers(head: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {head.settings.effective_publish_token().reveal()}"}
+
+
+# 8. Validate at the edge
+
+
+async def test_huge_page_number_is_a_client_error(head, db, session_cookie) -> None:
+    workspace_id = await make_workspace(db)
+    path = f"/api/workspaces/{workspace_id}/documents/{ObjectId()}/pages/{2**63 + 1}/image"
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        response = await http.get(path, headers={"Cookie": session_cookie("alice")})
+        negative = await http.get(
+            path.replace(str(2**63 + 1), "-1"), headers={"Cookie": session_cookie("alice")}
+        )
+    assert response.status_code == 422
+    assert negative.status_code == 422
+
+
+async def test_sub_none_does_not_match_a_member_without_user_id(
+    head, db, session_cookie, connect_client
+) -> None:
+    result = await db.workspaces.insert_one(
+        {"name": "x", "ownerId": "alice", "members": [{"addedAt": 1}, {"userId": None}]}
+    )
+    workspace_id = str(result.inserted_id)
+    client = await connect_client(head.url, session_cookie("None"))
+    await client.client.emit("workspace:join", {"workspaceId": workspace_id})
+    assert await client.next_event() == ("error", {"message": "Access denied"})
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        rest = await http.get(
+            f"/api/workspaces/{workspace_id}", headers={"Cookie": session_cookie("None")}
+        )
+    assert rest.status_code == 403
+
+
+async def test_upper_case_workspace_id_is_refused_at_join(
+    head, db, session_cookie, connect_client
+) -> None:
+    workspace_id = await make_workspace(db)
+    client = await connect_client(head.url, session_cookie("alice"))
+    await client.client.emit("workspace:join", {"workspaceId": workspace_id.upper()})
+    assert await client.next_event() == ("error", {"message": "Access denied"})
+    assert head_rooms(head, client.client.get_sid()) == [client.client.get_sid()]
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        rest = await http.get(
+            f"/api/workspaces/{workspace_id.upper()}", headers={"Cookie": session_cookie("alice")}
+        )
+    assert rest.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"workspaceId": "a", "event": "index:started", "payload": {}},
+        {"workspaceId": "0" * 24 + " ", "event": "index:started", "payload": {}},
+        {"workspaceId": "A" * 24, "event": "index:started", "payload": {}},
+    ],
+)
+async def test_publish_refuses_a_workspace_id_that_is_not_an_object_id(head, body) -> None:
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        response = await http.post("/internal/events", json=body, headers=publish_headers(head))
+    assert response.status_code == 422
+    assert "workspaceId" in response.text
+
+
+def head_rooms(head: Any, sid: str) -> list[str]:
+    """Rooms a client's socket is in, read from the head's own Socket.IO server."""
+    return list(head.state.sio.rooms(sid, "/"))
