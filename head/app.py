@@ -61,8 +61,14 @@ def create_sio(settings: Settings) -> socketio.AsyncServer:
         own = f"{scheme}://{environ.get('HTTP_HOST', '')}"
         return origin in (settings.web_app_url, own)
 
+    # async_handlers=False: each socket's events are handled one at a time, in the order
+    # sent (a join then a leave must end outside the room, and the room limit must hold for
+    # joins sent at once). python-engineio reads a socket's next packet only after the
+    # handler returns; every websocket (and every polling request) is its own ASGI task, so
+    # other sockets are not held up.
     return socketio.AsyncServer(
         async_mode="asgi",
+        async_handlers=False,
         client_manager=manager,
         cors_allowed_origins=allowed_origin,
         cors_credentials=True,

@@ -89,7 +89,7 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         session = await self.get_session(sid)
         rooms: list[str] = session["rooms"]
         room = workspace_room(request.workspaceId)
-        if room not in rooms and len(rooms) >= self._state.settings.max_rooms_per_socket:
+        if self._rooms_full(rooms, room):  # before the lookup: a full socket costs no query
             await self._send(sid, "error", {"message": TOO_MANY_ROOMS})
             return
         try:
@@ -102,14 +102,23 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         if role is None:
             await self._send(sid, "error", {"message": ACCESS_DENIED})
             return
-        await self.enter_room(sid, room)
+        # Checked again and taken with no await in between: events of one socket run one at
+        # a time (async_handlers=False), but polling requests of one session may overlap.
+        if self._rooms_full(rooms, room):
+            await self._send(sid, "error", {"message": TOO_MANY_ROOMS})
+            return
         if room not in rooms:
             rooms.append(room)
-            await self.save_session(sid, session)
             self._state.metrics.rooms_joined.inc()
+            await self.save_session(sid, session)
+        await self.enter_room(sid, room)
         joined: dict[str, Any] = {"workspaceId": request.workspaceId, "role": role}
         joined.update(await self._resume(request, workspace, role))
         await self._send(sid, "workspace:joined", joined)
+
+    def _rooms_full(self, rooms: list[str], room: str) -> bool:
+        """Whether joining `room` would take a socket past INDEXER_MAX_ROOMS_PER_SOCKET."""
+        return room not in rooms and len(rooms) >= self._state.settings.max_rooms_per_socket
 
     async def _resume(self, request: RoomRequest, workspace: Document, role: str) -> dict[str, Any]:
         """The snapshot from MongoDB, and the events after `since` (or a refetch flag).

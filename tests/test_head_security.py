@@ -12,6 +12,8 @@ import httpx
 import pytest
 from bson import ObjectId
 
+from core.events import workspace_room
+from core.publisher import make_publisher
 from core.workspaces import create_workspace
 
 pytestmark = pytest.mark.asyncio
@@ -85,6 +87,50 @@ async def test_publish_refuses_a_workspace_id_that_is_not_an_object_id(head, bod
         response = await http.post("/internal/events", json=body, headers=publish_headers(head))
     assert response.status_code == 422
     assert "workspaceId" in response.text
+
+
+# 2. The room limit holds for joins sent at once
+
+
+async def test_joins_sent_at_once_stop_at_the_room_limit(
+    head, db, session_cookie, connect_client
+) -> None:
+    limit = head.settings.max_rooms_per_socket
+    ids = [await make_workspace(db) for _ in range(limit + 8)]
+    client = await connect_client(head.url, session_cookie("alice"))
+    for workspace_id in ids:  # without waiting for answers
+        await client.client.emit("workspace:join", {"workspaceId": workspace_id})
+    answers = [await client.next_event() for _ in ids]
+    joined = [data["workspaceId"] for name, data in answers if name == "workspace:joined"]
+    refused = [data["message"] for name, data in answers if name == "error"]
+    assert joined == ids[:limit]  # answered in the order sent, too
+    assert len(refused) == 8
+    assert all(message.startswith("Too many rooms") for message in refused)
+    sid = client.client.get_sid()
+    assert len(head_rooms(head, sid)) == limit + 1  # and its own room
+
+
+# 3. A leave right after a join is not lost
+
+
+async def test_leave_right_after_join_takes_effect(
+    head, db, session_cookie, connect_client
+) -> None:
+    workspace_id = await make_workspace(db)
+    client = await connect_client(head.url, session_cookie("alice"))
+    await client.client.emit("workspace:join", {"workspaceId": workspace_id})
+    await client.client.emit("workspace:leave", {"workspaceId": workspace_id})
+    assert (await client.expect("workspace:joined"))["workspaceId"] == workspace_id
+    assert await client.expect("workspace:left") == {"workspaceId": workspace_id}
+    publisher = make_publisher(head.settings)
+    try:
+        await publisher.publish(workspace_id, "index:started", {})
+    finally:
+        await publisher.aclose()
+    # a round trip after the publish: a stray event would arrive before its answer
+    await client.client.emit("workspace:join", "ping")
+    assert (await client.next_event())[0] == "error"
+    assert workspace_room(workspace_id) not in head_rooms(head, client.client.get_sid())
 
 
 def head_rooms(head: Any, sid: str) -> list[str]:
