@@ -8,7 +8,6 @@ adapter writes. Every failure is an AuthError whose `message` is the spec's exac
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +17,7 @@ from pymongo.errors import PyMongoError
 from core.db import Document
 from core.errors import AuthenticationFailed, AuthenticationRequired
 from core.settings import Secret
-from head.nextauth import decode_session_token, is_jwe, read_session_cookie
+from head.nextauth import decode_session_token, is_jwe, session_cookie_of
 
 # Database session tokens are UUIDs or random hex; anything far longer is not one of ours.
 MAX_DATABASE_TOKEN_CHARS = 256
@@ -39,14 +38,15 @@ class SessionAuthenticator:
         self._secret = secret
         self._sessions = sessions
 
-    async def authenticate(self, cookies: Mapping[str, str]) -> SessionIdentity:
-        """Return the session's identity.
+    async def authenticate(self, cookie_header: str) -> SessionIdentity:
+        """Return the identity of a request's `Cookie:` header (REST and Socket.IO alike).
 
         Raises:
-            AuthenticationRequired: no cookie, bad or expired token, no `sub`.
+            AuthenticationRequired: no cookie, two copies of it, bad or expired token, no
+                `sub`.
             AuthenticationFailed: the session store could not be read.
         """
-        cookie = read_session_cookie(cookies)
+        cookie = session_cookie_of(cookie_header)
         if cookie is None:
             raise AuthenticationRequired("no_cookie")
         if is_jwe(cookie.value):

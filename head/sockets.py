@@ -23,7 +23,6 @@ from core.errors import AuthError
 from core.events import RoomRequest, workspace_room
 from core.history import Replay
 from core.workspaces import find_workspace, public_state, role_of
-from head.nextauth import parse_cookie_header
 from head.state import HeadState
 
 logger = logging.getLogger(__name__)
@@ -60,9 +59,8 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         return await handler(sid, data)
 
     async def _connect(self, sid: str, environ: dict[str, Any]) -> None:
-        cookies = parse_cookie_header(environ.get("HTTP_COOKIE", ""))
         try:
-            identity = await self._state.authenticator.authenticate(cookies)
+            identity = await self._state.authenticator.authenticate(environ.get("HTTP_COOKIE", ""))
         except AuthError as exc:
             logger.info("connection refused: %s", exc.reason)
             self._state.metrics.auth_failures.labels(exc.reason).inc()

@@ -15,6 +15,7 @@ from bson import ObjectId
 from core.events import workspace_room
 from core.publisher import make_publisher
 from core.workspaces import create_workspace
+from tests.test_node_client import read_line, start_node_client
 
 pytestmark = pytest.mark.asyncio
 
@@ -131,6 +132,33 @@ async def test_leave_right_after_join_takes_effect(
     await client.client.emit("workspace:join", "ping")
     assert (await client.next_event())[0] == "error"
     assert workspace_room(workspace_id) not in head_rooms(head, client.client.get_sid())
+
+
+# 4. One Cookie header, one identity
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_two_session_cookies_are_refused_on_both_paths(
+    head, db, session_cookie, chunked
+) -> None:
+    workspace_id = await make_workspace(db, owner="alice", members=("mallory",))
+    alice, mallory = session_cookie("alice"), session_cookie("mallory")
+    if chunked:  # the same name twice among chunks: `.0` of alice, `.0` of mallory
+        alice = alice.replace("=", ".0=", 1)
+        mallory = mallory.replace("=", ".0=", 1)
+    header = f"{alice}; {mallory}"
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        rest = await http.get(f"/api/workspaces/{workspace_id}", headers={"Cookie": header})
+    assert rest.status_code == 401
+    assert rest.json() == {"detail": "Authentication required"}
+    # the browser's library sends the header as is (python-engineio's client would fold it
+    # into a cookie jar, keeping one copy)
+    node = await start_node_client(head.url, header, workspace_id)
+    assert await read_line(node) == {
+        "event": "connect_error",
+        "data": {"message": "Authentication required"},
+    }
+    await node.wait()
 
 
 def head_rooms(head: Any, sid: str) -> list[str]:
