@@ -66,7 +66,13 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
             self._state.metrics.auth_failures.labels(exc.reason).inc()
             raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
         await self.save_session(
-            sid, {"userId": identity.user_id, "expiresAt": identity.expires_at, "rooms": []}
+            sid,
+            {
+                "userId": identity.user_id,
+                "expiresAt": identity.expires_at,
+                "databaseSession": identity.database_session,
+                "rooms": [],
+            },
         )
         self._state.metrics.sockets_connected.inc()
 

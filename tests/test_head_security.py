@@ -6,6 +6,7 @@ real Socket.IO clients) and checks the clear refusal the head gives now.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -159,6 +160,55 @@ async def test_two_session_cookies_are_refused_on_both_paths(
         "data": {"message": "Authentication required"},
     }
     await node.wait()
+
+
+# 6. Revoked database sessions are disconnected
+
+
+@pytest.mark.parametrize("revoke", ["delete", "expire"])
+async def test_revoked_database_session_is_disconnected(head, db, connect_client, revoke) -> None:
+    workspace_id = await make_workspace(db)
+    token = "db-session-" + ObjectId().binary.hex()
+    await db.sessions.insert_one(
+        {
+            "sessionToken": token,
+            "userId": "alice",
+            "expires": datetime.now(UTC) + timedelta(hours=1),
+        }
+    )
+    client = await connect_client(head.url, f"next-auth.session-token={token}")
+    await client.join(workspace_id)
+    if revoke == "delete":  # signing out with the NextAuth adapter deletes the row
+        await db.sessions.delete_one({"sessionToken": token})
+    else:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        await db.sessions.update_one({"sessionToken": token}, {"$set": {"expires": past}})
+    name, data = await client.next_event(timeout_s=10)  # two 2 s passes, and then some
+    assert name == "session:expired"
+    assert data["message"].startswith("Session expired")
+    await client.client.wait()  # the head closed the connection
+
+
+async def test_extended_database_session_stays_connected(
+    head, db, session_cookie, connect_client
+) -> None:
+    """The web app moves `expires` forward; the socket follows the row, not its first read."""
+    workspace_id = await make_workspace(db)
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    row = {"sessionToken": "db-extended", "userId": "alice", "expires": soon}
+    await db.sessions.insert_one(row)
+    client = await connect_client(head.url, "next-auth.session-token=db-extended")
+    await client.join(workspace_id)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await db.sessions.update_one({"sessionToken": "db-extended"}, {"$set": {"expires": later}})
+    # A JWT socket that ends two passes after the row's first `expires`: the watcher handles
+    # sockets in the order they connected, so by the time this one is told, the first one
+    # would have been told too.
+    witness = await connect_client(head.url, session_cookie("carol", expires_in_s=3 + 4))
+    assert (await witness.next_event(timeout_s=20))[0] == "session:expired"
+    await client.client.emit("workspace:join", "ping")  # a stray session:expired comes first
+    assert (await client.next_event())[0] == "error"
+    assert client.client.connected
 
 
 def head_rooms(head: Any, sid: str) -> list[str]:
