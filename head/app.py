@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # A Socket.IO message larger than this closes the connection (engine.io's own limit).
 MAX_SOCKET_MESSAGE_BYTES = 64 * 1024
+# A REST body other than a published event (413 above it); none of those routes needs one.
+MAX_REQUEST_BODY_BYTES = 4 * 1024
 REDIS_MAX_CONNECTIONS = 16
 REDIS_POOL_TIMEOUT_S = 5.0
 
@@ -107,7 +109,8 @@ def create_app(settings: Settings) -> Any:
                 await state.redis.aclose(close_connection_pool=True)
             await state.mongo.close()
 
-    api = FastAPI(title="indexer head", lifespan=lifespan)
+    # Browsers and admins send small bodies or none; the publish path gets the event bound.
+    api = FastAPI(title="indexer head", lifespan=lifespan, max_body_size=MAX_REQUEST_BODY_BYTES)
     api.state.head = state
     runs = RunLauncher(state)
     api.state.runs = runs
@@ -121,8 +124,9 @@ def create_app(settings: Settings) -> Any:
     )
     api.add_exception_handler(StorageError, _storage_unavailable)
     api.add_exception_handler(PyMongoError, _storage_unavailable)
-    for module in (health, workspaces, events, admin, pages):
+    for module in (health, workspaces, admin, pages):
         api.include_router(module.router)
+    api.include_router(events.router, max_body_size=settings.max_event_bytes)
     return socketio.ASGIApp(sio, other_asgi_app=api)
 
 

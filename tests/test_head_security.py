@@ -6,6 +6,8 @@ real Socket.IO clients) and checks the clear refusal the head gives now.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -209,6 +211,98 @@ async def test_extended_database_session_stays_connected(
     await client.client.emit("workspace:join", "ping")  # a stray session:expired comes first
     assert (await client.next_event())[0] == "error"
     assert client.client.connected
+
+
+# 5. The publish path authenticates first; every body is bounded
+
+
+async def test_publish_authenticates_before_reading_the_body(head) -> None:
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        malformed = await http.post(
+            "/internal/events",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+        wrong = await http.post(
+            "/internal/events",
+            content=b"{not json",
+            headers={"Content-Type": "application/json", "Authorization": "Bearer wrong"},
+        )
+    assert malformed.status_code == 401
+    assert wrong.status_code == 403
+
+
+async def test_huge_unauthenticated_body_is_answered_without_being_read(head) -> None:
+    """60 MB announced, 1 KB sent: the answer comes without waiting for the rest."""
+    status = await status_after_partial_body(head, "/internal/events", 60 * 1024 * 1024)
+    assert status == 413
+
+
+async def test_publish_body_is_bounded_by_max_event_bytes(head, db) -> None:
+    workspace_id = await make_workspace(db)
+    bound = head.settings.max_event_bytes
+    event = {"workspaceId": workspace_id, "event": "index:failed", "payload": {}}
+    event["payload"] = {"error": "x", "phase": "fetch"}
+    fits = json.dumps({**event, "payload": {**event["payload"], "pad": ""}}).encode()
+    fits = fits.replace(b'"pad": ""', b'"pad": "' + b"x" * (bound - len(fits)) + b'"')
+    assert len(fits) == bound
+    over = fits.replace(b'"pad": "', b'"pad": "x')
+
+    async def chunks(body: bytes) -> Any:  # no Content-Length: the bound counts what arrives
+        for start in range(0, len(body), 1000):
+            yield body[start : start + 1000]
+
+    async with httpx.AsyncClient(base_url=head.url, headers=publish_headers(head)) as http:
+        json_type = {"Content-Type": "application/json"}
+        accepted = await http.post("/internal/events", content=fits, headers=json_type)
+        too_large = await http.post("/internal/events", content=over, headers=json_type)
+        streamed = await http.post("/internal/events", content=chunks(over), headers=json_type)
+    assert accepted.status_code == 202
+    assert too_large.status_code == 413
+    assert streamed.status_code == 413
+
+
+async def test_other_routes_take_small_bodies_only(head, db, session_cookie) -> None:
+    workspace_id = await make_workspace(db, owner="bob", members=("alice",))
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        response = await http.post(
+            f"/api/workspaces/{workspace_id}/index",
+            json={"pad": "x" * 100_000},
+            headers={"Cookie": session_cookie("alice")},
+        )
+    assert response.status_code == 413
+    status = await status_after_partial_body(head, f"/api/workspaces/{workspace_id}/index", 10**9)
+    assert status == 413
+
+
+async def status_after_partial_body(head: Any, path: str, announced: int) -> int:
+    """POST announcing `announced` body bytes, send 1 KB of them, return the status line's
+    code; times out when the head waits for the rest of the body."""
+    host, port = head.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {announced}\r\n\r\n".encode()
+            + b"{" * 1024
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_publish_refuses_a_megabyte_payload_field(head, db) -> None:
+    workspace_id = await make_workspace(db)
+    body = {
+        "workspaceId": workspace_id,
+        "event": "index:failed",
+        "payload": {"error": "x", "phase": "fetch", "detail": "x" * 1_000_000},
+    }
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        response = await http.post("/internal/events", json=body, headers=publish_headers(head))
+    assert response.status_code == 413
 
 
 def head_rooms(head: Any, sid: str) -> list[str]:
