@@ -24,6 +24,7 @@ from core.errors import StorageError
 from core.history import RedisEventHistory
 from core.settings import Settings
 from head.access_watch import AccessWatcher
+from head.cross_site import CrossSiteGuardMiddleware, own_origin
 from head.routes import admin, events, health, pages, workspaces
 from head.runs import RunLauncher
 from head.search import Searcher
@@ -59,8 +60,7 @@ def create_sio(settings: Settings) -> socketio.AsyncServer:
 
     def allowed_origin(origin: str | None, environ: dict[str, Any]) -> bool:
         # the web app, and the head's own progress page (same origin as the request)
-        scheme = "https" if environ.get("wsgi.url_scheme") == "https" else "http"
-        own = f"{scheme}://{environ.get('HTTP_HOST', '')}"
+        own = own_origin(environ.get("wsgi.url_scheme", "http"), environ.get("HTTP_HOST", ""))
         return origin in (settings.web_app_url, own)
 
     # async_handlers=False: each socket's events are handled one at a time, in the order
@@ -115,6 +115,8 @@ def create_app(settings: Settings) -> Any:
     runs = RunLauncher(state)
     api.state.runs = runs
     api.state.searcher = Searcher(settings.embed_model)
+    # added first, so CORS wraps it: the web app can read the reason of a refusal
+    api.add_middleware(CrossSiteGuardMiddleware, web_app_url=settings.web_app_url)
     api.add_middleware(
         CORSMiddleware,
         allow_origins=[settings.web_app_url],

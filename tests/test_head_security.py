@@ -16,8 +16,11 @@ import pytest
 from bson import ObjectId
 
 from core.events import workspace_room
+from core.jobs import create_job
 from core.publisher import make_publisher
+from core.settings import Secret
 from core.workspaces import create_workspace
+from tests.conftest import WEB_APP_URL
 from tests.test_node_client import read_line, start_node_client
 
 pytestmark = pytest.mark.asyncio
@@ -29,6 +32,88 @@ async def make_workspace(db: Any, owner: str = "alice", members: tuple[str, ...]
 
 def publish_headers(head: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {head.settings.effective_publish_token().reveal()}"}
+
+
+# 1. No cross-site state changes
+
+
+async def test_cross_site_form_post_does_not_start_a_run(head, db, session_cookie) -> None:
+    workspace_id = await make_workspace(db)
+    # a run is going, so a request that got through would get 409, and start nothing
+    await create_job(db, workspace_id, mode="local", requested_by="alice")
+    cookie = {"Cookie": session_cookie("alice")}
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    attempts = [
+        {"Origin": "http://evil.test", **form},
+        {"Origin": "http://evil.test", "Content-Type": "application/json"},
+        {"Origin": "null", **form},
+        {"Sec-Fetch-Site": "cross-site", **form},
+        {"Sec-Fetch-Site": "same-site", "Content-Type": "application/json"},
+    ]
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        for headers in attempts:
+            response = await http.post(
+                f"/api/workspaces/{workspace_id}/index",
+                content=b"a=1",
+                headers={**cookie, **headers},
+            )
+            assert response.status_code == 403, headers
+            assert response.json() == {"detail": "Cross-site request refused"}
+    assert await db.jobs.count_documents({}) == 1
+
+
+async def test_state_changes_accept_json_only(head, db, session_cookie) -> None:
+    workspace_id = await make_workspace(db)
+    await create_job(db, workspace_id, mode="local", requested_by="alice")
+    path = f"/api/workspaces/{workspace_id}/index"
+    cookie = {"Cookie": session_cookie("alice")}
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        for content_type in (
+            "application/x-www-form-urlencoded",
+            "text/plain",
+            "multipart/form-data",
+        ):
+            response = await http.post(
+                path,
+                content=b"a=1",
+                headers={**cookie, "Origin": WEB_APP_URL, "Content-Type": content_type},
+            )
+            assert response.status_code == 415, content_type
+            assert response.json() == {"detail": "Content-Type must be application/json"}
+        untyped = await http.post(path, content=b"{}", headers={**cookie, "Origin": WEB_APP_URL})
+        assert untyped.status_code == 415
+        # what passes reaches the route: 409, a run is going
+        for headers in (
+            {"Origin": WEB_APP_URL},
+            {"Origin": head.url},
+            {"Sec-Fetch-Site": "same-origin"},
+            {},
+        ):
+            response = await http.post(path, json={}, headers={**cookie, **headers})
+            assert response.status_code == 409, headers
+
+
+async def test_bearer_clients_without_origin_keep_working(settings, start_head, db) -> None:
+    head = start_head(settings.with_overrides(admin_token=Secret("admin-token-for-csrf")))
+    workspace_id = await make_workspace(db)
+    admin = {"Authorization": "Bearer admin-token-for-csrf"}
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        # `curl -H "$H" -X POST .../cancel`: no body, no Content-Type, no Origin
+        cancel = await http.post(f"/admin/jobs/{ObjectId()}/cancel", headers=admin)
+        retry = await http.post(f"/admin/workspaces/{workspace_id}/retry-failed", headers=admin)
+        published = await http.post(
+            "/internal/events",
+            json={"workspaceId": workspace_id, "event": "index:started", "payload": {}},
+            headers=publish_headers(head),
+        )
+        evil = await http.post(
+            f"/admin/workspaces/{workspace_id}/retry-failed",
+            headers={**admin, "Origin": "http://evil.test"},
+        )
+    assert cancel.status_code == 404
+    assert retry.json() == {"retried": 0, "jobId": None}
+    assert published.status_code == 202
+    assert evil.status_code == 403
 
 
 # 8. Validate at the edge

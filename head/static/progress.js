@@ -169,8 +169,10 @@
 
   $("start").addEventListener("click", async () => {
     $("start").disabled = true;
+    // JSON, as the head requires of every state-changing request (a form cannot send it)
     const response = await fetch(`/api/workspaces/${encodeURIComponent(workspaceId)}/index`, {
       method: "POST", credentials: "include",
+      headers: { "Content-Type": "application/json" }, body: "{}",
     });
     $("start").disabled = false;
     if (response.ok) { $("status").textContent = "queued"; show("start", false); }
