@@ -25,6 +25,7 @@ from core.history import RedisEventHistory
 from core.settings import Settings
 from head.access_watch import AccessWatcher
 from head.cross_site import CrossSiteGuardMiddleware, own_origin
+from head.packet_guard import PacketGuardMiddleware
 from head.routes import admin, events, health, pages, workspaces
 from head.runs import RunLauncher
 from head.search import Searcher
@@ -80,8 +81,12 @@ def create_sio(settings: Settings) -> socketio.AsyncServer:
     )
 
 
-def create_app(settings: Settings) -> Any:
-    """Build the head's ASGI app. Fails fast when a required setting is missing."""
+def create_app(settings: Settings) -> PacketGuardMiddleware:
+    """Build the head's ASGI app. Fails fast when a required setting is missing.
+
+    The app is the packet guard, around python-socketio's ASGI app (`.app`), around FastAPI
+    (`.app.other_asgi_app`, whose `state.head` is the head's state).
+    """
     secret = settings.require_nextauth_secret()
     uri = require_uri(settings)
     sio = create_sio(settings)
@@ -129,7 +134,8 @@ def create_app(settings: Settings) -> Any:
     for module in (health, workspaces, admin, pages):
         api.include_router(module.router)
     api.include_router(events.router, max_body_size=settings.max_event_bytes)
-    return socketio.ASGIApp(sio, other_asgi_app=api)
+    engineio_app = socketio.ASGIApp(sio, other_asgi_app=api)
+    return PacketGuardMiddleware(engineio_app, max_message_bytes=MAX_SOCKET_MESSAGE_BYTES)
 
 
 async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:

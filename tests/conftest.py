@@ -118,7 +118,7 @@ class HeadServer:
         self.settings = settings
         self.url = f"http://127.0.0.1:{settings.port}"
         self.app = create_app(settings)
-        self.state = self.app.other_asgi_app.state.head
+        self.state = self.app.app.other_asgi_app.state.head
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",

@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from bson import ObjectId
@@ -114,6 +115,66 @@ async def test_bearer_clients_without_origin_keep_working(settings, start_head, 
     assert retry.json() == {"retried": 0, "jobId": None}
     assert published.status_code == 202
     assert evil.status_code == 403
+
+
+# 7. Malformed packets close the connection; they never reach the log
+
+MALFORMED_FRAMES: list[str | bytes] = [
+    "",  # empty
+    "x",  # not an Engine.IO packet type
+    "9",
+    "0",  # OPEN comes from the server only
+    "b!!",  # base64 binary
+    b"\x00\x01",  # binary frame
+    "4",  # message without a Socket.IO packet
+    "4x",
+    '42["a"',  # broken JSON
+    "42{}",  # event without a name
+    "42[]",
+    "42[1]",
+    "42" + "1" * 120 + '["a"]',  # id too long
+    "44{}",  # CONNECT_ERROR comes from the server only
+    "47",
+    "43[]",  # ack: the head asks for none
+    '451-["a",{"_placeholder":true,"num":0}]',  # binary event
+    "42" + "[" * 5000 + "]" * 5000,  # nesting deeper than the JSON parser goes
+]
+
+
+@pytest.mark.parametrize("frame", MALFORMED_FRAMES, ids=lambda frame: repr(frame)[:24])
+async def test_malformed_websocket_frame_closes_the_connection(head, caplog, frame) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(websocket_url(head)) as ws:
+        opened = await ws.receive_str(timeout=10)
+        assert opened.startswith("0{")  # Engine.IO OPEN; no Socket.IO CONNECT is ever sent
+        for _ in range(200):  # a flood: only the first frame is ever looked at
+            await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
+        closed = await ws.receive(timeout=10)
+    assert closed.type == aiohttp.WSMsgType.CLOSE
+    assert closed.data == 1002
+    assert not [r for r in caplog.records if r.name.startswith(("engineio", "socketio"))]
+    await still_serving(head)
+
+
+async def test_malformed_polling_packets_get_400(head, caplog) -> None:
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        handshake = await http.get("/socket.io/?EIO=4&transport=polling")
+        sid = json.loads(handshake.text[1:])["sid"]
+        url = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+        for body in [b"4", b'42["a"', b"\xff\xfe", "\x1e".join(["3"] * 17).encode(), b"d=42"]:
+            response = await http.post(url, content=body)
+            assert response.status_code == 400, body
+        assert (await http.post(url, content=b"40")).status_code == 200  # a well-formed one
+    assert not [r for r in caplog.records if r.name.startswith(("engineio", "socketio"))]
+    await still_serving(head)
+
+
+def websocket_url(head: Any) -> str:
+    return head.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+
+
+async def still_serving(head: Any) -> None:
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        assert (await http.get("/healthz")).status_code == 200
 
 
 # 8. Validate at the edge
