@@ -451,6 +451,44 @@ async def test_publish_refuses_a_megabyte_payload_field(head, db) -> None:
     assert response.status_code == 413
 
 
+# 9. Headers and polls are bounded too
+
+
+async def test_huge_header_is_refused_before_it_is_read(head) -> None:
+    total = 20 * 1024 * 1024
+    host, port = head.url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Big: ".encode())
+    sent = 0
+    try:
+        while sent < total:
+            writer.write(b"a" * 65536)
+            await asyncio.wait_for(writer.drain(), 10)
+            sent += 65536
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # the head answered 400 and closed the connection
+    finally:
+        writer.close()
+    assert sent < total / 2, "the head kept reading the header"
+    await still_serving(head)
+
+
+async def test_oversized_poll_is_answered_413(head, caplog) -> None:
+    five_mb = b"4" + b'2["workspace:join",' + b" " * (5 * 1024 * 1024) + b'"x"]'
+
+    async def streamed() -> Any:
+        yield five_mb
+
+    async with httpx.AsyncClient(base_url=head.url, timeout=10) as http:
+        handshake = await http.get("/socket.io/?EIO=4&transport=polling")
+        sid = json.loads(handshake.text[1:])["sid"]
+        url = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+        assert (await http.post(url, content=five_mb)).status_code == 413
+        assert (await http.post(url, content=streamed())).status_code == 413  # chunked
+        assert (await http.post(url, content=b"40")).status_code == 200  # the session lives
+    assert not [r for r in caplog.records if r.name.startswith(("engineio", "socketio"))]
+
+
 def head_rooms(head: Any, sid: str) -> list[str]:
     """Rooms a client's socket is in, read from the head's own Socket.IO server."""
     return list(head.state.sio.rooms(sid, "/"))
