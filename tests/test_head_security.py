@@ -117,6 +117,218 @@ async def test_bearer_clients_without_origin_keep_working(settings, start_head, 
     assert evil.status_code == 403
 
 
+# 2. The room limit holds for joins sent at once
+
+
+async def test_joins_sent_at_once_stop_at_the_room_limit(
+    head, db, session_cookie, connect_client
+) -> None:
+    limit = head.settings.max_rooms_per_socket
+    ids = [await make_workspace(db) for _ in range(limit + 8)]
+    client = await connect_client(head.url, session_cookie("alice"))
+    for workspace_id in ids:  # without waiting for answers
+        await client.client.emit("workspace:join", {"workspaceId": workspace_id})
+    answers = [await client.next_event() for _ in ids]
+    joined = [data["workspaceId"] for name, data in answers if name == "workspace:joined"]
+    refused = [data["message"] for name, data in answers if name == "error"]
+    assert joined == ids[:limit]  # answered in the order sent, too
+    assert len(refused) == 8
+    assert all(message.startswith("Too many rooms") for message in refused)
+    sid = client.client.get_sid()
+    assert len(head_rooms(head, sid)) == limit + 1  # and its own room
+
+
+# 3. A leave right after a join is not lost
+
+
+async def test_leave_right_after_join_takes_effect(
+    head, db, session_cookie, connect_client
+) -> None:
+    workspace_id = await make_workspace(db)
+    client = await connect_client(head.url, session_cookie("alice"))
+    await client.client.emit("workspace:join", {"workspaceId": workspace_id})
+    await client.client.emit("workspace:leave", {"workspaceId": workspace_id})
+    assert (await client.expect("workspace:joined"))["workspaceId"] == workspace_id
+    assert await client.expect("workspace:left") == {"workspaceId": workspace_id}
+    publisher = make_publisher(head.settings)
+    try:
+        await publisher.publish(workspace_id, "index:started", {})
+    finally:
+        await publisher.aclose()
+    # a round trip after the publish: a stray event would arrive before its answer
+    await client.client.emit("workspace:join", "ping")
+    assert (await client.next_event())[0] == "error"
+    assert workspace_room(workspace_id) not in head_rooms(head, client.client.get_sid())
+
+
+# 4. One Cookie header, one identity
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_two_session_cookies_are_refused_on_both_paths(
+    head, db, session_cookie, chunked
+) -> None:
+    workspace_id = await make_workspace(db, owner="alice", members=("mallory",))
+    alice, mallory = session_cookie("alice"), session_cookie("mallory")
+    if chunked:  # the same name twice among chunks: `.0` of alice, `.0` of mallory
+        alice = alice.replace("=", ".0=", 1)
+        mallory = mallory.replace("=", ".0=", 1)
+    header = f"{alice}; {mallory}"
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        rest = await http.get(f"/api/workspaces/{workspace_id}", headers={"Cookie": header})
+    assert rest.status_code == 401
+    assert rest.json() == {"detail": "Authentication required"}
+    # the browser's library sends the header as is (python-engineio's client would fold it
+    # into a cookie jar, keeping one copy)
+    node = await start_node_client(head.url, header, workspace_id)
+    assert await read_line(node) == {
+        "event": "connect_error",
+        "data": {"message": "Authentication required"},
+    }
+    await node.wait()
+
+
+# 5. The publish path authenticates first; every body is bounded
+
+
+async def test_publish_authenticates_before_reading_the_body(head) -> None:
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        malformed = await http.post(
+            "/internal/events",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+        wrong = await http.post(
+            "/internal/events",
+            content=b"{not json",
+            headers={"Content-Type": "application/json", "Authorization": "Bearer wrong"},
+        )
+    assert malformed.status_code == 401
+    assert wrong.status_code == 403
+
+
+async def test_huge_unauthenticated_body_is_answered_without_being_read(head) -> None:
+    """60 MB announced, 1 KB sent: the answer comes without waiting for the rest."""
+    status = await status_after_partial_body(head, "/internal/events", 60 * 1024 * 1024)
+    assert status == 413
+
+
+async def test_publish_body_is_bounded_by_max_event_bytes(head, db) -> None:
+    workspace_id = await make_workspace(db)
+    bound = head.settings.max_event_bytes
+    event = {"workspaceId": workspace_id, "event": "index:failed", "payload": {}}
+    event["payload"] = {"error": "x", "phase": "fetch"}
+    fits = json.dumps({**event, "payload": {**event["payload"], "pad": ""}}).encode()
+    fits = fits.replace(b'"pad": ""', b'"pad": "' + b"x" * (bound - len(fits)) + b'"')
+    assert len(fits) == bound
+    over = fits.replace(b'"pad": "', b'"pad": "x')
+
+    async def chunks(body: bytes) -> Any:  # no Content-Length: the bound counts what arrives
+        for start in range(0, len(body), 1000):
+            yield body[start : start + 1000]
+
+    async with httpx.AsyncClient(base_url=head.url, headers=publish_headers(head)) as http:
+        json_type = {"Content-Type": "application/json"}
+        accepted = await http.post("/internal/events", content=fits, headers=json_type)
+        too_large = await http.post("/internal/events", content=over, headers=json_type)
+        streamed = await http.post("/internal/events", content=chunks(over), headers=json_type)
+    assert accepted.status_code == 202
+    assert too_large.status_code == 413
+    assert streamed.status_code == 413
+
+
+async def test_other_routes_take_small_bodies_only(head, db, session_cookie) -> None:
+    workspace_id = await make_workspace(db, owner="bob", members=("alice",))
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        response = await http.post(
+            f"/api/workspaces/{workspace_id}/index",
+            json={"pad": "x" * 100_000},
+            headers={"Cookie": session_cookie("alice")},
+        )
+    assert response.status_code == 413
+    status = await status_after_partial_body(head, f"/api/workspaces/{workspace_id}/index", 10**9)
+    assert status == 413
+
+
+async def status_after_partial_body(head: Any, path: str, announced: int) -> int:
+    """POST announcing `announced` body bytes, send 1 KB of them, return the status line's
+    code; times out when the head waits for the rest of the body."""
+    host, port = head.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {announced}\r\n\r\n".encode()
+            + b"{" * 1024
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_publish_refuses_a_megabyte_payload_field(head, db) -> None:
+    workspace_id = await make_workspace(db)
+    body = {
+        "workspaceId": workspace_id,
+        "event": "index:failed",
+        "payload": {"error": "x", "phase": "fetch", "detail": "x" * 1_000_000},
+    }
+    async with httpx.AsyncClient(base_url=head.url) as http:
+        response = await http.post("/internal/events", json=body, headers=publish_headers(head))
+    assert response.status_code == 413
+
+
+# 6. Revoked database sessions are disconnected
+
+
+@pytest.mark.parametrize("revoke", ["delete", "expire"])
+async def test_revoked_database_session_is_disconnected(head, db, connect_client, revoke) -> None:
+    workspace_id = await make_workspace(db)
+    token = "db-session-" + ObjectId().binary.hex()
+    await db.sessions.insert_one(
+        {
+            "sessionToken": token,
+            "userId": "alice",
+            "expires": datetime.now(UTC) + timedelta(hours=1),
+        }
+    )
+    client = await connect_client(head.url, f"next-auth.session-token={token}")
+    await client.join(workspace_id)
+    if revoke == "delete":  # signing out with the NextAuth adapter deletes the row
+        await db.sessions.delete_one({"sessionToken": token})
+    else:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        await db.sessions.update_one({"sessionToken": token}, {"$set": {"expires": past}})
+    name, data = await client.next_event(timeout_s=10)  # two 2 s passes, and then some
+    assert name == "session:expired"
+    assert data["message"].startswith("Session expired")
+    await client.client.wait()  # the head closed the connection
+
+
+async def test_extended_database_session_stays_connected(
+    head, db, session_cookie, connect_client
+) -> None:
+    """The web app moves `expires` forward; the socket follows the row, not its first read."""
+    workspace_id = await make_workspace(db)
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    row = {"sessionToken": "db-extended", "userId": "alice", "expires": soon}
+    await db.sessions.insert_one(row)
+    client = await connect_client(head.url, "next-auth.session-token=db-extended")
+    await client.join(workspace_id)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await db.sessions.update_one({"sessionToken": "db-extended"}, {"$set": {"expires": later}})
+    # A JWT socket that ends two passes after the row's first `expires`: the watcher handles
+    # sockets in the order they connected, so by the time this one is told, the first one
+    # would have been told too.
+    witness = await connect_client(head.url, session_cookie("carol", expires_in_s=3 + 4))
+    assert (await witness.next_event(timeout_s=20))[0] == "session:expired"
+    await client.client.emit("workspace:join", "ping")  # a stray session:expired comes first
+    assert (await client.next_event())[0] == "error"
+    assert client.client.connected
+
+
 # 7. Malformed packets close the connection; they never reach the log
 
 MALFORMED_FRAMES: list[str | bytes] = [
@@ -237,218 +449,6 @@ async def test_publish_refuses_a_workspace_id_that_is_not_an_object_id(head, bod
         response = await http.post("/internal/events", json=body, headers=publish_headers(head))
     assert response.status_code == 422
     assert "workspaceId" in response.text
-
-
-# 2. The room limit holds for joins sent at once
-
-
-async def test_joins_sent_at_once_stop_at_the_room_limit(
-    head, db, session_cookie, connect_client
-) -> None:
-    limit = head.settings.max_rooms_per_socket
-    ids = [await make_workspace(db) for _ in range(limit + 8)]
-    client = await connect_client(head.url, session_cookie("alice"))
-    for workspace_id in ids:  # without waiting for answers
-        await client.client.emit("workspace:join", {"workspaceId": workspace_id})
-    answers = [await client.next_event() for _ in ids]
-    joined = [data["workspaceId"] for name, data in answers if name == "workspace:joined"]
-    refused = [data["message"] for name, data in answers if name == "error"]
-    assert joined == ids[:limit]  # answered in the order sent, too
-    assert len(refused) == 8
-    assert all(message.startswith("Too many rooms") for message in refused)
-    sid = client.client.get_sid()
-    assert len(head_rooms(head, sid)) == limit + 1  # and its own room
-
-
-# 3. A leave right after a join is not lost
-
-
-async def test_leave_right_after_join_takes_effect(
-    head, db, session_cookie, connect_client
-) -> None:
-    workspace_id = await make_workspace(db)
-    client = await connect_client(head.url, session_cookie("alice"))
-    await client.client.emit("workspace:join", {"workspaceId": workspace_id})
-    await client.client.emit("workspace:leave", {"workspaceId": workspace_id})
-    assert (await client.expect("workspace:joined"))["workspaceId"] == workspace_id
-    assert await client.expect("workspace:left") == {"workspaceId": workspace_id}
-    publisher = make_publisher(head.settings)
-    try:
-        await publisher.publish(workspace_id, "index:started", {})
-    finally:
-        await publisher.aclose()
-    # a round trip after the publish: a stray event would arrive before its answer
-    await client.client.emit("workspace:join", "ping")
-    assert (await client.next_event())[0] == "error"
-    assert workspace_room(workspace_id) not in head_rooms(head, client.client.get_sid())
-
-
-# 4. One Cookie header, one identity
-
-
-@pytest.mark.parametrize("chunked", [False, True])
-async def test_two_session_cookies_are_refused_on_both_paths(
-    head, db, session_cookie, chunked
-) -> None:
-    workspace_id = await make_workspace(db, owner="alice", members=("mallory",))
-    alice, mallory = session_cookie("alice"), session_cookie("mallory")
-    if chunked:  # the same name twice among chunks: `.0` of alice, `.0` of mallory
-        alice = alice.replace("=", ".0=", 1)
-        mallory = mallory.replace("=", ".0=", 1)
-    header = f"{alice}; {mallory}"
-    async with httpx.AsyncClient(base_url=head.url) as http:
-        rest = await http.get(f"/api/workspaces/{workspace_id}", headers={"Cookie": header})
-    assert rest.status_code == 401
-    assert rest.json() == {"detail": "Authentication required"}
-    # the browser's library sends the header as is (python-engineio's client would fold it
-    # into a cookie jar, keeping one copy)
-    node = await start_node_client(head.url, header, workspace_id)
-    assert await read_line(node) == {
-        "event": "connect_error",
-        "data": {"message": "Authentication required"},
-    }
-    await node.wait()
-
-
-# 6. Revoked database sessions are disconnected
-
-
-@pytest.mark.parametrize("revoke", ["delete", "expire"])
-async def test_revoked_database_session_is_disconnected(head, db, connect_client, revoke) -> None:
-    workspace_id = await make_workspace(db)
-    token = "db-session-" + ObjectId().binary.hex()
-    await db.sessions.insert_one(
-        {
-            "sessionToken": token,
-            "userId": "alice",
-            "expires": datetime.now(UTC) + timedelta(hours=1),
-        }
-    )
-    client = await connect_client(head.url, f"next-auth.session-token={token}")
-    await client.join(workspace_id)
-    if revoke == "delete":  # signing out with the NextAuth adapter deletes the row
-        await db.sessions.delete_one({"sessionToken": token})
-    else:
-        past = datetime.now(UTC) - timedelta(seconds=1)
-        await db.sessions.update_one({"sessionToken": token}, {"$set": {"expires": past}})
-    name, data = await client.next_event(timeout_s=10)  # two 2 s passes, and then some
-    assert name == "session:expired"
-    assert data["message"].startswith("Session expired")
-    await client.client.wait()  # the head closed the connection
-
-
-async def test_extended_database_session_stays_connected(
-    head, db, session_cookie, connect_client
-) -> None:
-    """The web app moves `expires` forward; the socket follows the row, not its first read."""
-    workspace_id = await make_workspace(db)
-    soon = datetime.now(UTC) + timedelta(seconds=3)
-    row = {"sessionToken": "db-extended", "userId": "alice", "expires": soon}
-    await db.sessions.insert_one(row)
-    client = await connect_client(head.url, "next-auth.session-token=db-extended")
-    await client.join(workspace_id)
-    later = datetime.now(UTC) + timedelta(hours=1)
-    await db.sessions.update_one({"sessionToken": "db-extended"}, {"$set": {"expires": later}})
-    # A JWT socket that ends two passes after the row's first `expires`: the watcher handles
-    # sockets in the order they connected, so by the time this one is told, the first one
-    # would have been told too.
-    witness = await connect_client(head.url, session_cookie("carol", expires_in_s=3 + 4))
-    assert (await witness.next_event(timeout_s=20))[0] == "session:expired"
-    await client.client.emit("workspace:join", "ping")  # a stray session:expired comes first
-    assert (await client.next_event())[0] == "error"
-    assert client.client.connected
-
-
-# 5. The publish path authenticates first; every body is bounded
-
-
-async def test_publish_authenticates_before_reading_the_body(head) -> None:
-    async with httpx.AsyncClient(base_url=head.url) as http:
-        malformed = await http.post(
-            "/internal/events",
-            content=b"{not json",
-            headers={"Content-Type": "application/json"},
-        )
-        wrong = await http.post(
-            "/internal/events",
-            content=b"{not json",
-            headers={"Content-Type": "application/json", "Authorization": "Bearer wrong"},
-        )
-    assert malformed.status_code == 401
-    assert wrong.status_code == 403
-
-
-async def test_huge_unauthenticated_body_is_answered_without_being_read(head) -> None:
-    """60 MB announced, 1 KB sent: the answer comes without waiting for the rest."""
-    status = await status_after_partial_body(head, "/internal/events", 60 * 1024 * 1024)
-    assert status == 413
-
-
-async def test_publish_body_is_bounded_by_max_event_bytes(head, db) -> None:
-    workspace_id = await make_workspace(db)
-    bound = head.settings.max_event_bytes
-    event = {"workspaceId": workspace_id, "event": "index:failed", "payload": {}}
-    event["payload"] = {"error": "x", "phase": "fetch"}
-    fits = json.dumps({**event, "payload": {**event["payload"], "pad": ""}}).encode()
-    fits = fits.replace(b'"pad": ""', b'"pad": "' + b"x" * (bound - len(fits)) + b'"')
-    assert len(fits) == bound
-    over = fits.replace(b'"pad": "', b'"pad": "x')
-
-    async def chunks(body: bytes) -> Any:  # no Content-Length: the bound counts what arrives
-        for start in range(0, len(body), 1000):
-            yield body[start : start + 1000]
-
-    async with httpx.AsyncClient(base_url=head.url, headers=publish_headers(head)) as http:
-        json_type = {"Content-Type": "application/json"}
-        accepted = await http.post("/internal/events", content=fits, headers=json_type)
-        too_large = await http.post("/internal/events", content=over, headers=json_type)
-        streamed = await http.post("/internal/events", content=chunks(over), headers=json_type)
-    assert accepted.status_code == 202
-    assert too_large.status_code == 413
-    assert streamed.status_code == 413
-
-
-async def test_other_routes_take_small_bodies_only(head, db, session_cookie) -> None:
-    workspace_id = await make_workspace(db, owner="bob", members=("alice",))
-    async with httpx.AsyncClient(base_url=head.url) as http:
-        response = await http.post(
-            f"/api/workspaces/{workspace_id}/index",
-            json={"pad": "x" * 100_000},
-            headers={"Cookie": session_cookie("alice")},
-        )
-    assert response.status_code == 413
-    status = await status_after_partial_body(head, f"/api/workspaces/{workspace_id}/index", 10**9)
-    assert status == 413
-
-
-async def status_after_partial_body(head: Any, path: str, announced: int) -> int:
-    """POST announcing `announced` body bytes, send 1 KB of them, return the status line's
-    code; times out when the head waits for the rest of the body."""
-    host, port = head.url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {announced}\r\n\r\n".encode()
-            + b"{" * 1024
-        )
-        await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), 10)
-    finally:
-        writer.close()
-    return int(status_line.split()[1])
-
-
-async def test_publish_refuses_a_megabyte_payload_field(head, db) -> None:
-    workspace_id = await make_workspace(db)
-    body = {
-        "workspaceId": workspace_id,
-        "event": "index:failed",
-        "payload": {"error": "x", "phase": "fetch", "detail": "x" * 1_000_000},
-    }
-    async with httpx.AsyncClient(base_url=head.url) as http:
-        response = await http.post("/internal/events", json=body, headers=publish_headers(head))
-    assert response.status_code == 413
 
 
 # 9. Headers and polls are bounded too
