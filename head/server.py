@@ -2,8 +2,10 @@
 
 uvicorn's default HTTP parser (httptools) reads a request's headers however large they
 are: a 20 MB header is buffered (tens of MB of memory per request) and answered. h11 stops
-at `h11_max_incomplete_event_size` and answers 400. Websocket messages are bounded by the
-Socket.IO message size before python-engineio sees them.
+once more than `h11_max_incomplete_event_size` bytes of a request head are buffered and it
+is still incomplete, answers 400 and closes the connection (a head that completes within
+the same socket read, at most 64 KiB more, is parsed). Websocket messages are bounded by
+the Socket.IO message size before python-engineio sees them.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import Any
 
 from head.app import MAX_SOCKET_MESSAGE_BYTES
 
-# Request line and headers together. Room for NextAuth's cookies split into chunks (8 of
-# 4 KB, `head.nextauth.MAX_TOKEN_CHARS`) and the web app's other cookies.
+# Request line and headers together, while incomplete. Room for NextAuth's cookies split
+# into chunks (8 of 4 KB, `head.nextauth.MAX_TOKEN_CHARS`) and the web app's other cookies.
 MAX_HEADER_BYTES = 64 * 1024
 
 
