@@ -29,6 +29,7 @@ def _run_head(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from head.app import create_app
+    from head.server import uvicorn_options
 
     port = args.port or settings.port
     # uvicorn stops on SIGTERM, then sends it again to the process: raising here unwinds
@@ -36,7 +37,7 @@ def _run_head(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with resolved_storage(settings) as ready:
         app = create_app(ready.with_overrides(port=port))
-        uvicorn.run(app, host=args.host, port=port, log_level="info")
+        uvicorn.run(app, **uvicorn_options(host=args.host, port=port))
     return 0
 
 

@@ -14,6 +14,7 @@ restart, a failover); the head waits 5 s, so a browser gets an answer (503) quic
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -27,6 +28,8 @@ from core.errors import StorageError
 from core.settings import Settings
 
 Document = dict[str, Any]
+# An ObjectId as `str(ObjectId)` spells it; the only form clients may use.
+OBJECT_ID_PATTERN = re.compile(r"[0-9a-f]{24}")
 T = TypeVar("T")
 
 # PyMongo's own default: a run rides out a server restart instead of failing.
@@ -139,8 +142,13 @@ async def ping(db: AsyncDatabase[Document]) -> None:
 
 
 def parse_object_id(value: object) -> ObjectId | None:
-    """An ObjectId from a client-supplied id, or None when it is not one (never raises)."""
-    if isinstance(value, str) and ObjectId.is_valid(value) and len(value) == 24:
+    """An ObjectId from a client-supplied id, or None when it is not one (never raises).
+
+    Only the canonical spelling (24 lower-case hex digits, as `str(ObjectId)` writes it) is
+    one: room names and the event history key on the id's text, so `ABC...` and `abc...`
+    would name two rooms of one workspace, and events only ever go to the lower-case one.
+    """
+    if isinstance(value, str) and OBJECT_ID_PATTERN.fullmatch(value):
         return ObjectId(value)
     return None
 

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
+from core.db import OBJECT_ID_PATTERN
+
 PHASES: tuple[str, ...] = ("fetch", "render", "analyze", "embed", "ontology", "finalize")
 Phase = Literal["fetch", "render", "analyze", "embed", "ontology", "finalize"]
 IndexEventName = Literal["index:started", "index:progress", "index:ready", "index:failed"]
@@ -68,7 +70,8 @@ class PublishRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    workspaceId: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    # rooms and history key on the id's text: only the canonical spelling names a room
+    workspaceId: str = Field(pattern=f"^{OBJECT_ID_PATTERN.pattern}$")
     event: IndexEventName
     payload: dict[str, Any] = Field(default_factory=dict)
     sentAt: float | None = None  # the publisher's clock (epoch s), for the latency metric

@@ -65,12 +65,22 @@ def public_state(workspace: Document, role: str | None = None) -> dict[str, Any]
 
 
 def role_of(workspace: Document, user_id: str) -> str | None:
-    """The spec's getWorkspaceRole on a loaded workspace: ids compared as strings."""
-    owner = workspace.get("ownerId")
-    if owner is not None and str(owner) == user_id:
+    """The spec's getWorkspaceRole on a loaded workspace: ids compared as strings.
+
+    Only string and ObjectId ids take part (the spec's `toString()` throws on a missing
+    one), so a member entry without `userId` matches nobody, not a user called "None".
+    """
+    if _id_text(workspace.get("ownerId")) == user_id:
         return "owner"
     members = workspace.get("members") or []
     for member in members:
-        if isinstance(member, dict) and str(member.get("userId")) == user_id:
+        if isinstance(member, dict) and _id_text(member.get("userId")) == user_id:
             return "viewer"
+    return None
+
+
+def _id_text(value: object) -> str | None:
+    """A stored user id as text; None for anything that is not an id (None, numbers, ...)."""
+    if isinstance(value, str | ObjectId):
+        return str(value)
     return None

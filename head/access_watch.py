@@ -1,10 +1,11 @@
 """Keeps authorization true while sockets stay open.
 
-Every CHECK_INTERVAL_S this head looks at its own sockets: one whose session expired (past
-`exp`, or the database session's `expires`) gets `session:expired` and is disconnected; one
-in the room of a workspace it is no longer a member of leaves that room and gets
-`error {message: "Access denied"}`. Each head checks its own sockets, so with several heads
-a removed member is kicked everywhere within one interval.
+Every CHECK_INTERVAL_S this head looks at its own sockets: one whose session ended (past
+`exp`; a database session whose `sessions` row is deleted or past its `expires`, read
+again on each pass) gets `session:expired` and is disconnected; one in the room of a
+workspace it is no longer a member of leaves that room and gets `error {message: "Access
+denied"}`. Each head checks its own sockets, so with several heads a removed member is
+kicked everywhere within one interval.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
+from core.db import Document
 from core.workspaces import role_of
+from head.session_auth import database_session_live
 from head.state import HeadState
 
 logger = logging.getLogger(__name__)
@@ -46,15 +49,26 @@ class AccessWatcher:
 
     async def check_once(self) -> None:
         sessions = await self._sessions()
+        rows = await self._database_sessions(sessions)
         now = time.time()
         live = {}
         for sid, session in sessions.items():
-            expires_at = session.get("expiresAt")
-            if expires_at is not None and expires_at <= now:
+            if _session_ended(session, rows, now):
                 await self._expire(sid)
             else:
                 live[sid] = session
         await self._check_memberships(live)
+
+    async def _database_sessions(self, sessions: dict[str, dict[str, Any]]) -> dict[Any, Document]:
+        """The `sessions` rows of the database sessions among `sessions`, in one query, by
+        `_id` (the socket keeps the row's id, never its token); a deleted row is absent."""
+        ids = {s["databaseSession"] for s in sessions.values() if s.get("databaseSession")}
+        if not ids:
+            return {}
+        cursor = self._state.db.sessions.find(
+            {"_id": {"$in": list(ids)}}, {"userId": 1, "expires": 1}
+        )
+        return {row["_id"]: row async for row in cursor}
 
     async def _sessions(self) -> dict[str, dict[str, Any]]:
         connected = self._state.sio.manager.rooms.get("/", {}).get(None, {})
@@ -86,3 +100,13 @@ class AccessWatcher:
             for sid in sids:
                 if workspace is None or role_of(workspace, sessions[sid]["userId"]) is None:
                     await self._namespace.revoke(sid, workspace_id)
+
+
+def _session_ended(session: dict[str, Any], rows: dict[Any, Document], now: float) -> bool:
+    """A JWT session ends at its `exp`; a database session when its row is deleted or its
+    `expires` (which the web app may move forward) is past."""
+    row_id = session.get("databaseSession")
+    if row_id is not None:
+        return not database_session_live(rows.get(row_id), now)
+    expires_at = session.get("expiresAt")
+    return expires_at is not None and expires_at <= now

@@ -24,6 +24,8 @@ from core.errors import ExtraMissingError, StorageError
 from core.history import RedisEventHistory
 from core.settings import Settings
 from head.access_watch import AccessWatcher
+from head.cross_site import CrossSiteGuardMiddleware, own_origin
+from head.packet_guard import PacketGuardMiddleware
 from head.routes import admin, events, health, pages, workspaces
 from head.runs import RunLauncher
 from head.search import Searcher
@@ -35,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 # A Socket.IO message larger than this closes the connection (engine.io's own limit).
 MAX_SOCKET_MESSAGE_BYTES = 64 * 1024
+# A REST body other than a published event (413 above it); none of those routes needs one.
+MAX_REQUEST_BODY_BYTES = 4 * 1024
 REDIS_MAX_CONNECTIONS = 16
 REDIS_POOL_TIMEOUT_S = 5.0
 
@@ -57,12 +61,17 @@ def create_sio(settings: Settings) -> socketio.AsyncServer:
 
     def allowed_origin(origin: str | None, environ: dict[str, Any]) -> bool:
         # the web app, and the head's own progress page (same origin as the request)
-        scheme = "https" if environ.get("wsgi.url_scheme") == "https" else "http"
-        own = f"{scheme}://{environ.get('HTTP_HOST', '')}"
+        own = own_origin(environ.get("wsgi.url_scheme", "http"), environ.get("HTTP_HOST", ""))
         return origin in (settings.web_app_url, own)
 
+    # async_handlers=False: each socket's events are handled one at a time, in the order
+    # sent (a join then a leave must end outside the room, and the room limit must hold for
+    # joins sent at once). python-engineio reads a socket's next packet only after the
+    # handler returns; every websocket (and every polling request) is its own ASGI task, so
+    # other sockets are not held up.
     return socketio.AsyncServer(
         async_mode="asgi",
+        async_handlers=False,
         client_manager=manager,
         cors_allowed_origins=allowed_origin,
         cors_credentials=True,
@@ -72,8 +81,12 @@ def create_sio(settings: Settings) -> socketio.AsyncServer:
     )
 
 
-def create_app(settings: Settings) -> Any:
-    """Build the head's ASGI app. Fails fast when a required setting is missing."""
+def create_app(settings: Settings) -> PacketGuardMiddleware:
+    """Build the head's ASGI app. Fails fast when a required setting is missing.
+
+    The app is the packet guard, around python-socketio's ASGI app (`.app`), around FastAPI
+    (`.app.other_asgi_app`, whose `state.head` is the head's state).
+    """
     secret = settings.require_nextauth_secret()
     uri = require_uri(settings)
     sio = create_sio(settings)
@@ -102,11 +115,14 @@ def create_app(settings: Settings) -> Any:
                 await state.redis.aclose(close_connection_pool=True)
             await state.mongo.close()
 
-    api = FastAPI(title="indexer head", lifespan=lifespan)
+    # Browsers and admins send small bodies or none; the publish path gets the event bound.
+    api = FastAPI(title="indexer head", lifespan=lifespan, max_body_size=MAX_REQUEST_BODY_BYTES)
     api.state.head = state
     runs = RunLauncher(state)
     api.state.runs = runs
     api.state.searcher = Searcher(settings.embed_model)
+    # added first, so CORS wraps it: the web app can read the reason of a refusal
+    api.add_middleware(CrossSiteGuardMiddleware, web_app_url=settings.web_app_url)
     api.add_middleware(
         CORSMiddleware,
         allow_origins=[settings.web_app_url],
@@ -117,9 +133,11 @@ def create_app(settings: Settings) -> Any:
     api.add_exception_handler(StorageError, _storage_unavailable)
     api.add_exception_handler(PyMongoError, _storage_unavailable)
     api.add_exception_handler(ExtraMissingError, _extra_missing)
-    for module in (health, workspaces, events, admin, pages):
+    for module in (health, workspaces, admin, pages):
         api.include_router(module.router)
-    return socketio.ASGIApp(sio, other_asgi_app=api)
+    api.include_router(events.router, max_body_size=settings.max_event_bytes)
+    engineio_app = socketio.ASGIApp(sio, other_asgi_app=api)
+    return PacketGuardMiddleware(engineio_app, max_message_bytes=MAX_SOCKET_MESSAGE_BYTES)
 
 
 async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:

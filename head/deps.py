@@ -23,8 +23,11 @@ State = Annotated[HeadState, Depends(get_state)]
 
 async def get_identity(request: Request, state: State) -> SessionIdentity:
     """The session of the request's NextAuth cookie; 401 with the spec's message otherwise."""
+    # The header as python-engineio hands it to the socket's connect handler (several
+    # `Cookie` lines joined by a comma), so a browser has one identity on both paths.
+    cookie_header = ",".join(request.headers.getlist("cookie"))
     try:
-        return await state.authenticator.authenticate(request.cookies)
+        return await state.authenticator.authenticate(cookie_header)
     except AuthError as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, exc.message) from None
 

@@ -81,12 +81,37 @@ def parse_cookie_header(header: str) -> dict[str, str]:
     percent-escapes are decoded when they form valid UTF-8.
     """
     cookies: dict[str, str] = {}
+    for name, value in _cookie_pairs(header):
+        cookies.setdefault(name, value)
+    return cookies
+
+
+def session_cookie_of(header: str) -> SessionCookie | None:
+    """The session cookie of a `Cookie:` header: the one parser REST and Socket.IO share.
+
+    A header that names a session cookie, or a chunk of one, twice is refused: parsers
+    disagree on which copy wins (Starlette takes the last, the `cookie` package the first),
+    and a cookie set by a sibling subdomain can add a second copy the user never chose.
+
+    Raises:
+        AuthenticationRequired: `ambiguous_cookie`.
+    """
+    pairs = _cookie_pairs(header)
+    names = [name for name, _ in pairs if _is_session_cookie_name(name)]
+    if len(names) != len(set(names)):
+        raise AuthenticationRequired("ambiguous_cookie")
+    return read_session_cookie(parse_cookie_header(header))
+
+
+def _cookie_pairs(header: str) -> list[tuple[str, str]]:
+    """Every `name=value` pair of a header, in order, duplicates kept; junk pairs skipped."""
+    pairs: list[tuple[str, str]] = []
     if not isinstance(header, str):
-        return cookies
+        return pairs
     for part in header.split(";"):
         name, sep, value = part.partition("=")
         name = name.strip()
-        if not sep or not name or name in cookies:
+        if not sep or not name:
             continue
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] == '"':
@@ -94,8 +119,16 @@ def parse_cookie_header(header: str) -> dict[str, str]:
         if "%" in value:
             with contextlib.suppress(UnicodeDecodeError):  # keep it raw, as `cookie` does
                 value = unquote(value, errors="strict")
-        cookies[name] = value
-    return cookies
+        pairs.append((name, value))
+    return pairs
+
+
+def _is_session_cookie_name(name: str) -> bool:
+    """A session cookie's name, whole (`NAME`) or a chunk of it (`NAME.0`, `NAME.1`, ...)."""
+    base, dot, suffix = name.rpartition(".")
+    return name in SESSION_COOKIE_NAMES or bool(
+        dot and base in SESSION_COOKIE_NAMES and suffix.isascii() and suffix.isdigit()
+    )
 
 
 def read_session_cookie(cookies: Mapping[str, str]) -> SessionCookie | None:

@@ -8,17 +8,17 @@ adapter writes. Every failure is an AuthError whose `message` is the spec's exac
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
 from core.db import Document
 from core.errors import AuthenticationFailed, AuthenticationRequired
 from core.settings import Secret
-from head.nextauth import decode_session_token, is_jwe, read_session_cookie
+from head.nextauth import decode_session_token, is_jwe, session_cookie_of
 
 # Database session tokens are UUIDs or random hex; anything far longer is not one of ours.
 MAX_DATABASE_TOKEN_CHARS = 256
@@ -26,10 +26,15 @@ MAX_DATABASE_TOKEN_CHARS = 256
 
 @dataclass(frozen=True)
 class SessionIdentity:
-    """Who a connection belongs to, and until when (epoch seconds, None if unknown)."""
+    """Who a connection belongs to, and until when (epoch seconds, None if unknown).
+
+    `database_session` is the `_id` of the `sessions` row of a database session (None for a
+    JWT), so the row can be looked up again without keeping the token itself.
+    """
 
     user_id: str
     expires_at: float | None
+    database_session: ObjectId | str | None = None
 
 
 class SessionAuthenticator:
@@ -39,14 +44,15 @@ class SessionAuthenticator:
         self._secret = secret
         self._sessions = sessions
 
-    async def authenticate(self, cookies: Mapping[str, str]) -> SessionIdentity:
-        """Return the session's identity.
+    async def authenticate(self, cookie_header: str) -> SessionIdentity:
+        """Return the identity of a request's `Cookie:` header (REST and Socket.IO alike).
 
         Raises:
-            AuthenticationRequired: no cookie, bad or expired token, no `sub`.
+            AuthenticationRequired: no cookie, two copies of it, bad or expired token, no
+                `sub`.
             AuthenticationFailed: the session store could not be read.
         """
-        cookie = read_session_cookie(cookies)
+        cookie = session_cookie_of(cookie_header)
         if cookie is None:
             raise AuthenticationRequired("no_cookie")
         if is_jwe(cookie.value):
@@ -66,11 +72,29 @@ class SessionAuthenticator:
             raise AuthenticationFailed("session_store_unavailable") from exc
         if record is None or record.get("userId") is None:
             raise AuthenticationRequired("unknown_session")
-        expires = record.get("expires")
-        expires_at = expires.timestamp() if isinstance(expires, datetime) else None
-        if expires_at is not None and expires_at <= time.time():
+        if not database_session_live(record, time.time()):
             raise AuthenticationRequired("expired")
-        return SessionIdentity(str(record["userId"]), expires_at)
+        row_id = record.get("_id")
+        return SessionIdentity(
+            str(record["userId"]),
+            database_session_expires_at(record),
+            row_id if isinstance(row_id, ObjectId | str) else None,
+        )
+
+
+def database_session_expires_at(record: Document) -> float | None:
+    """A `sessions` row's `expires` in epoch seconds; None when it has none."""
+    expires = record.get("expires")
+    return expires.timestamp() if isinstance(expires, datetime) else None
+
+
+def database_session_live(record: Document | None, now: float) -> bool:
+    """Whether a `sessions` row still signs its user in: it exists, names a user, and its
+    `expires` (which the web app moves forward as the user is active) is not past."""
+    if record is None or record.get("userId") is None:
+        return False
+    expires_at = database_session_expires_at(record)
+    return expires_at is None or expires_at > now
 
 
 def _is_number(value: object) -> bool:

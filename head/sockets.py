@@ -23,7 +23,6 @@ from core.errors import AuthError
 from core.events import RoomRequest, workspace_room
 from core.history import Replay
 from core.workspaces import find_workspace, public_state, role_of
-from head.nextauth import parse_cookie_header
 from head.state import HeadState
 
 logger = logging.getLogger(__name__)
@@ -60,15 +59,20 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         return await handler(sid, data)
 
     async def _connect(self, sid: str, environ: dict[str, Any]) -> None:
-        cookies = parse_cookie_header(environ.get("HTTP_COOKIE", ""))
         try:
-            identity = await self._state.authenticator.authenticate(cookies)
+            identity = await self._state.authenticator.authenticate(environ.get("HTTP_COOKIE", ""))
         except AuthError as exc:
             logger.info("connection refused: %s", exc.reason)
             self._state.metrics.auth_failures.labels(exc.reason).inc()
             raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
         await self.save_session(
-            sid, {"userId": identity.user_id, "expiresAt": identity.expires_at, "rooms": []}
+            sid,
+            {
+                "userId": identity.user_id,
+                "expiresAt": identity.expires_at,
+                "databaseSession": identity.database_session,
+                "rooms": [],
+            },
         )
         self._state.metrics.sockets_connected.inc()
 
@@ -89,7 +93,7 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         session = await self.get_session(sid)
         rooms: list[str] = session["rooms"]
         room = workspace_room(request.workspaceId)
-        if room not in rooms and len(rooms) >= self._state.settings.max_rooms_per_socket:
+        if self._rooms_full(rooms, room):  # before the lookup: a full socket costs no query
             await self._send(sid, "error", {"message": TOO_MANY_ROOMS})
             return
         try:
@@ -102,14 +106,23 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         if role is None:
             await self._send(sid, "error", {"message": ACCESS_DENIED})
             return
-        await self.enter_room(sid, room)
+        # Checked again and taken with no await in between: events of one socket run one at
+        # a time (async_handlers=False), but polling requests of one session may overlap.
+        if self._rooms_full(rooms, room):
+            await self._send(sid, "error", {"message": TOO_MANY_ROOMS})
+            return
         if room not in rooms:
             rooms.append(room)
-            await self.save_session(sid, session)
             self._state.metrics.rooms_joined.inc()
+            await self.save_session(sid, session)
+        await self.enter_room(sid, room)
         joined: dict[str, Any] = {"workspaceId": request.workspaceId, "role": role}
         joined.update(await self._resume(request, workspace, role))
         await self._send(sid, "workspace:joined", joined)
+
+    def _rooms_full(self, rooms: list[str], room: str) -> bool:
+        """Whether joining `room` would take a socket past INDEXER_MAX_ROOMS_PER_SOCKET."""
+        return room not in rooms and len(rooms) >= self._state.settings.max_rooms_per_socket
 
     async def _resume(self, request: RoomRequest, workspace: Document, role: str) -> dict[str, Any]:
         """The snapshot from MongoDB, and the events after `since` (or a refetch flag).

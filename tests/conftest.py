@@ -36,6 +36,7 @@ from core.embedded_mongo import EmbeddedMongo
 from core.settings import Secret, Settings
 from head.app import create_app
 from head.nextauth import encode_session_token
+from head.server import uvicorn_options
 
 WEB_APP_URL = "http://web.example.test"
 SERVICE_TIMEOUT_S = 20.0
@@ -124,14 +125,9 @@ class HeadServer:
         self.settings = settings
         self.url = f"http://127.0.0.1:{settings.port}"
         self.app = create_app(settings)
-        self.state = self.app.other_asgi_app.state.head
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=settings.port,
-            log_level="warning",
-            lifespan="on",
-        )
+        self.state = self.app.app.other_asgi_app.state.head
+        options = uvicorn_options(host="127.0.0.1", port=settings.port, log_level="warning")
+        config = uvicorn.Config(self.app, **options)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

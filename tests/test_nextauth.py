@@ -34,6 +34,7 @@ from head.nextauth import (
     is_jwe,
     parse_cookie_header,
     read_session_cookie,
+    session_cookie_of,
 )
 
 NODE_DIR = Path(__file__).parent / "node"
@@ -584,6 +585,28 @@ def test_junk_before_the_session_cookie_does_not_hide_it() -> None:
     """http.cookies would stop at the malformed pair; the session must still be found."""
     header = f'bad"cookie=1; x=[y]; {V4}=the-token'
     assert read_session_cookie(parse_cookie_header(header)) == SessionCookie(V4, "the-token")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"{V4}=first; {V4}=second",
+        f"{V4}=same; x=1; {V4}=same",
+        f"{V4}=; {V4}=token",
+        f"{V5_SECURE}.0=a; {V5_SECURE}.1=b; {V5_SECURE}.0=c",
+        f"{V4}=whole; {V4}.1=a; {V4}.1=b",
+    ],
+)
+def test_a_session_cookie_given_twice_is_refused(header: str) -> None:
+    with pytest.raises(AuthenticationRequired) as refused:
+        session_cookie_of(header)
+    assert refused.value.reason == "ambiguous_cookie"
+
+
+def test_other_cookies_given_twice_do_not_matter() -> None:
+    header = f"theme=dark; theme=light; {V4}.x=1; {V4}.x=2; {V4}=the-token"
+    assert session_cookie_of(header) == SessionCookie(V4, "the-token")
+    assert session_cookie_of(f"{V4}.0=a; {V4}.1=b") == SessionCookie(V4, "ab")
 
 
 def test_is_jwe(mint: Mint) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from bson import ObjectId
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import Response
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
@@ -24,6 +24,9 @@ router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])
 
 MAX_QUERY_CHARS = 500
 MAX_FAILED_SHOWN = 100
+# Page numbers fit MongoDB's int32 (documents stop far below, at INDEXER_MAX_PAGES); a
+# larger one is a client error, not an integer BSON cannot encode.
+PAGE_NO_LIMIT = 2**31
 
 
 async def member_access(
@@ -91,7 +94,12 @@ async def search(
 
 
 @router.get("/{workspace_id}/documents/{document_id}/pages/{page_no}/image")
-async def page_image(access: Access, state: State, document_id: str, page_no: int) -> Response:
+async def page_image(
+    access: Access,
+    state: State,
+    document_id: str,
+    page_no: Annotated[int, Path(ge=0, lt=PAGE_NO_LIMIT)],
+) -> Response:
     """The page's PNG preview (pages are numbered from 0, as in `pages.pageNo`)."""
     workspace, _ = access
     if parse_object_id(document_id) is None:

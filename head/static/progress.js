@@ -13,13 +13,40 @@
     runMax: 0,
   });
 
+  // The status line of the screens that replace the progress (never left at "loading…").
+  const STATUS_OF = {
+    signin: "sign-in required", noaccess: "no access", notfound: "not found",
+    expired: "session expired",
+  };
+
   function show(id, visible) { $(id).hidden = !visible; }
 
   function message(kind, text) {
     $("app").dataset.state = kind;
+    $("app").setAttribute("aria-busy", "false");
+    $("status").textContent = STATUS_OF[kind];
     $("message").textContent = text;
     show("message", true);
     for (const id of ["progress", "failures", "search"]) show(id, false);
+  }
+
+  // What keeps the page from being live or current (the socket, the state, a start), shown
+  // beside the status; null clears it.
+  function problem(text) {
+    $("problem").textContent = text || "";
+    show("problem", Boolean(text));
+    if (text && $("app").dataset.state === "loading") {
+      $("app").setAttribute("aria-busy", "false");
+      $("status").textContent = "unavailable";
+    }
+  }
+
+  async function detailOf(response) {
+    try {
+      const body = await response.json();
+      if (typeof body.detail === "string") return `${response.status}: ${body.detail}`;
+    } catch (err) { /* not JSON */ }
+    return `HTTP ${response.status}`;
   }
 
   async function refetch() {
@@ -27,12 +54,13 @@
     try {
       response = await fetch(`/api/workspaces/${encodeURIComponent(workspaceId)}`, { credentials: "include" });
     } catch (err) {
-      return; // offline: the socket's reconnect will refetch
+      // offline: the socket's reconnect will refetch
+      return problem("Cannot reach the indexer: the state shown may be out of date.");
     }
     if (response.status === 401) return message("signin", "Sign in required: your session is missing or expired.");
     if (response.status === 403) return message("noaccess", "No access: you are not a member of this workspace.");
     if (response.status === 404) return message("notfound", "This workspace does not exist.");
-    if (!response.ok) return;
+    if (!response.ok) return problem(`The workspace's state is unavailable (${await detailOf(response)}).`);
     applyState(await response.json());
   }
 
@@ -120,46 +148,72 @@
     }
   }
 
-  const socket = io({ withCredentials: true, transports: ["websocket", "polling"] });
-  page.socket = socket;
-  socket.on("connect", () => {
-    $("connection").textContent = "connected";
-    $("connection").className = "badge ok";
-    const join = { workspaceId };
-    if (page.epoch !== null) join.since = { epoch: page.epoch, seq: page.seq };
-    socket.emit("workspace:join", join);
-    refetch();
-  });
-  socket.on("disconnect", () => {
-    $("connection").textContent = "offline";
-    $("connection").className = "badge";
-  });
-  socket.on("connect_error", (err) => {
-    if (err.message === "Authentication required") {
+  // The Socket.IO client is a separate script: when it did not load, say why (the head
+  // answers 503 with the reason when the npm package is missing) and show the state anyway.
+  async function socketClientMissing() {
+    let reason = "it did not load";
+    try {
+      const response = await fetch("/assets/socket.io.min.js", { cache: "no-store" });
+      if (!response.ok) reason = await detailOf(response);
+    } catch (err) { /* unreachable: keep the generic reason */ }
+    problem(`Live updates unavailable: the Socket.IO client script failed (${reason}).`);
+    $("connection").textContent = "no live updates";
+  }
+
+  refetch(); // the state does not wait for the socket, which may never connect
+  if (typeof io !== "function") {
+    socketClientMissing();
+  } else {
+    connectSocket();
+  }
+
+  function connectSocket() {
+    const socket = io({ withCredentials: true, transports: ["websocket", "polling"] });
+    page.socket = socket;
+    socket.on("connect", () => {
+      problem(null);
+      $("connection").textContent = "connected";
+      $("connection").className = "badge ok";
+      const join = { workspaceId };
+      if (page.epoch !== null) join.since = { epoch: page.epoch, seq: page.seq };
+      socket.emit("workspace:join", join);
+      refetch();
+    });
+    socket.on("disconnect", () => {
+      $("connection").textContent = "offline";
+      $("connection").className = "badge";
+    });
+    socket.on("connect_error", (err) => {
+      if (err.message === "Authentication required") {
+        socket.disconnect();
+        message("signin", "Sign in required: your session is missing or expired.");
+      } else if (socket.active) {
+        problem(`Live updates unavailable: cannot connect to the indexer (${err.message}); retrying.`);
+      } else {
+        problem(`Live updates unavailable: the indexer refused the connection (${err.message}).`);
+      }
+    });
+    socket.on("workspace:joined", (data) => {
+      if (data.snapshot) applyState(Object.assign({}, page.state || {}, data.snapshot));
+      if (page.epoch === null || data.refetch) {
+        page.epoch = data.epoch;
+        page.seq = data.seq;
+        if (data.refetch) refetch();
+      }
+      for (const missed of data.missed || []) onIndexEvent(missed.event, missed.data);
+    });
+    socket.on("error", (data) => {
+      if (data && data.message === "Access denied") {
+        message("noaccess", "No access: you are not a member of this workspace.");
+      }
+    });
+    socket.on("session:expired", (data) => {
       socket.disconnect();
-      message("signin", "Sign in required: your session is missing or expired.");
+      message("expired", data.message || "Session expired: sign in again.");
+    });
+    for (const name of ["index:started", "index:progress", "index:ready", "index:failed"]) {
+      socket.on(name, (data) => onIndexEvent(name, data));
     }
-  });
-  socket.on("workspace:joined", (data) => {
-    if (data.snapshot) applyState(Object.assign({}, page.state || {}, data.snapshot));
-    if (page.epoch === null || data.refetch) {
-      page.epoch = data.epoch;
-      page.seq = data.seq;
-      if (data.refetch) refetch();
-    }
-    for (const missed of data.missed || []) onIndexEvent(missed.event, missed.data);
-  });
-  socket.on("error", (data) => {
-    if (data && data.message === "Access denied") {
-      message("noaccess", "No access: you are not a member of this workspace.");
-    }
-  });
-  socket.on("session:expired", (data) => {
-    socket.disconnect();
-    message("expired", data.message || "Session expired: sign in again.");
-  });
-  for (const name of ["index:started", "index:progress", "index:ready", "index:failed"]) {
-    socket.on(name, (data) => onIndexEvent(name, data));
   }
 
   setInterval(() => {
@@ -169,11 +223,24 @@
 
   $("start").addEventListener("click", async () => {
     $("start").disabled = true;
-    const response = await fetch(`/api/workspaces/${encodeURIComponent(workspaceId)}/index`, {
-      method: "POST", credentials: "include",
-    });
+    // JSON, as the head requires of every state-changing request (a form cannot send it)
+    let response;
+    try {
+      response = await fetch(`/api/workspaces/${encodeURIComponent(workspaceId)}/index`, {
+        method: "POST", credentials: "include",
+        headers: { "Content-Type": "application/json" }, body: "{}",
+      });
+    } catch (err) {
+      response = null;
+    }
     $("start").disabled = false;
-    if (response.ok) { $("status").textContent = "queued"; show("start", false); }
+    if (response && response.ok) {
+      problem(null);
+      $("status").textContent = "queued";
+      show("start", false);
+    } else {
+      problem(`Indexing did not start (${response ? await detailOf(response) : "the indexer is unreachable"}).`);
+    }
   });
 
   $("search-form").addEventListener("submit", async (event) => {
