@@ -21,7 +21,7 @@ from pymongo.errors import PyMongoError
 
 from actors.run_progress import ProgressThrottle, RunProgress, progress_key
 from actors.telemetry import PipelineMetrics
-from core.db import LazyDatabase
+from core.db import LazyDatabase, ping
 from core.jobs import one_line
 from core.publisher import EventPublisher, PublishError, make_publisher, undelivered_warning
 from core.settings import Settings
@@ -59,13 +59,18 @@ class ProgressAggregator:
         self._final: dict[str, Any] = {}  # the last progress, with the run's status
         self._ended = asyncio.Event()
 
-    def ready(self) -> None:
-        """Readiness probe: answers once the actor's process is up."""
+    async def ready(self) -> None:
+        """Readiness probe. It opens the MongoDB connection and the publisher too: a run
+        handed a prepared aggregator pays for neither before its `index:started`."""
+        await ping(self._db.get())
+        if self._publisher is None:
+            self._publisher = make_publisher(self._settings)
 
     async def start(self, workspace_id: str, docs_total: int) -> None:
         self._workspace_id = workspace_id
         self._progress.docs_total = docs_total
-        self._publisher = make_publisher(self._settings)
+        if self._publisher is None:
+            self._publisher = make_publisher(self._settings)
         await self._db.get().workspaces.update_one(
             {"_id": ObjectId(self._workspace_id)}, {"$set": {"indexStatus": "indexing"}}
         )

@@ -10,14 +10,12 @@ turns token authentication on by default) is found by Ray's own client in RAY_AU
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cluster.ray_auth import auth_token
 from core.settings import Settings
 
 RAY_TO_JOB_STATUS = {
@@ -28,12 +26,11 @@ RAY_TO_JOB_STATUS = {
     "STOPPED": "stopped",
 }
 FOLLOW_INTERVAL_S = 1.0
-
-
-@dataclass(frozen=True)
-class SubmittedRun:
-    job_id: str
-    ray_job_id: str
+# Ray's Jobs API answers this while no node's agent can take a job yet (right after
+# `ray start`); it is worth asking again for a while.
+AGENT_NOT_READY = "No available agent to submit job"
+SUBMIT_PATIENCE_S = 60.0
+SUBMIT_RETRY_S = 1.0
 
 
 def ray_job_id_for(job_id: str) -> str:
@@ -58,15 +55,10 @@ def job_env(settings: Settings) -> dict[str, str]:
 def ray_auth_headers() -> dict[str, str]:
     """The cluster's token as a bearer header, when one is configured or on disk.
 
-    Ray's own client only sends its token when RAY_AUTH_MODE=token is set in this process;
-    a CLI on an operator's machine usually has just the token (RAY_AUTH_TOKEN,
-    RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), so we send it ourselves.
+    Ray's own client sends its token only in token mode; `indexer submit` sends the one it
+    finds (`cluster.ray_auth.auth_token`) whatever the mode.
     """
-    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    if not token:
-        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "") or Path.home() / ".ray/auth_token")
-        with contextlib.suppress(OSError):
-            token = path.read_text().strip()
+    token = auth_token(os.environ)
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
@@ -77,17 +69,36 @@ def jobs_client(address: str) -> Any:
     return JobSubmissionClient(address, headers=ray_auth_headers())
 
 
-def submit_ray_job(settings: Settings, workspace_id: str, job_id: str, address: str) -> str:
-    """Submit the run's driver as a Ray Job; returns the Ray job id. Blocking (HTTP)."""
+def submit_ray_job(
+    settings: Settings,
+    workspace_id: str,
+    job_id: str,
+    address: str,
+    *,
+    patience_s: float = SUBMIT_PATIENCE_S,
+) -> str:
+    """Submit the run's driver as a Ray Job; returns the Ray job id. Blocking (HTTP).
+
+    A cluster whose agents are not up yet is asked again for `patience_s`: Ray creates
+    nothing when it answers so, and the submission id is ours, so a second try cannot
+    start a second run.
+    """
     client = jobs_client(address)
-    return str(
-        client.submit_job(
-            entrypoint=f"python -m cluster.cli index {workspace_id} --job-id {job_id}",
-            submission_id=ray_job_id_for(job_id),
-            runtime_env={"env_vars": job_env(settings)},
-            metadata={"workspaceId": workspace_id, "jobId": job_id},
-        )
-    )
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return str(
+                client.submit_job(
+                    entrypoint=f"python -m cluster.cli index {workspace_id} --job-id {job_id}",
+                    submission_id=ray_job_id_for(job_id),
+                    runtime_env={"env_vars": job_env(settings)},
+                    metadata={"workspaceId": workspace_id, "jobId": job_id},
+                )
+            )
+        except RuntimeError as exc:
+            if AGENT_NOT_READY not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(SUBMIT_RETRY_S)
 
 
 def stop_ray_job(address: str, ray_job_id: str, *, timeout_s: float = 60.0) -> str:

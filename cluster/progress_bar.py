@@ -165,3 +165,13 @@ async def show_progress(aggregator: Any, stream: TextIO | None = None) -> None:
                 view.close(ended.result())
     finally:
         view.close()
+
+
+def progress_of(workspace: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's progress as MongoDB has it (for a view that follows a run it does not drive),
+    labelled with the outcome once there is one."""
+    workspace = workspace or {}
+    progress = dict(workspace.get("indexProgress") or {})
+    if workspace.get("indexStatus") in ("ready", "failed"):
+        progress["status"] = workspace["indexStatus"]
+    return progress

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from cluster.driver import RunActors, RunSummary, run_index
 from cluster.progress_bar import show_progress
@@ -30,6 +31,24 @@ def format_summary(summary: RunSummary) -> str:
     if summary.error:
         lines.append(f"  error: {summary.error}")
     return "\n".join(lines)
+
+
+def summary_of_job(job: dict[str, Any]) -> RunSummary:
+    """The summary a `jobs` document records (a run followed from MongoDB)."""
+    counts = job.get("counts") or {}
+    return RunSummary(
+        job_id=str(job["_id"]),
+        status=str(job.get("status")),
+        documents=int(counts.get("documents", 0)),
+        failed_documents={f["documentId"]: f["error"] for f in job.get("failedDocuments", [])},
+        skipped_documents=int(counts.get("skipped", 0)),
+        pages=int(counts.get("pages", 0)),
+        chunks=int(counts.get("chunks", 0)),
+        concepts=int(counts.get("concepts", 0)),
+        seconds=float(job.get("seconds") or 0.0),
+        phase_seconds=dict(job.get("phaseSeconds") or {}),
+        error=job.get("error"),
+    )
 
 
 def index_with_progress(

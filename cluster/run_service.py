@@ -136,8 +136,11 @@ class DriverService:
             await asyncio.sleep(KEEP_WARM_INTERVAL_S)
 
     def _say(self, **message: Any) -> None:
-        self._out.write(json.dumps(message) + "\n")
-        self._out.flush()
+        try:
+            self._out.write(json.dumps(message) + "\n")
+            self._out.flush()
+        except OSError:  # the head is gone (killed): its runs go on, unannounced
+            pass
 
 
 def serve_driver(settings: Settings) -> int:

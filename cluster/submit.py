@@ -12,7 +12,7 @@ import time
 from pymongo.asynchronous.database import AsyncDatabase
 
 from cluster.jobs import RAY_TO_JOB_STATUS, jobs_client, submit_ray_job
-from cluster.progress_bar import ProgressView
+from cluster.progress_bar import ProgressView, progress_of
 from core.db import Document, ensure_indexes, open_client, require_uri
 from core.errors import RunError
 from core.jobs import create_job, find_job, finish_job_if_active, update_job
@@ -62,7 +62,7 @@ async def _follow(
         while True:
             status = str(await asyncio.to_thread(ray_jobs.get_job_status, ray_job_id))
             await _mirror(db, job_id, status)
-            view.show(_progress_of(await find_workspace(db, workspace_id)))
+            view.show(progress_of(await find_workspace(db, workspace_id)))
             if status not in ("PENDING", "RUNNING") or time.monotonic() > deadline:
                 break
             await asyncio.sleep(FOLLOW_INTERVAL_S)
@@ -83,12 +83,3 @@ async def _mirror(db: AsyncDatabase[Document], job_id: str, ray_status: str) -> 
             await update_job(db, job_id, status=status)
     elif status in ("failed", "stopped"):
         await finish_job_if_active(db, job_id, status, error=f"Ray job {ray_status.lower()}")
-
-
-def _progress_of(workspace: Document | None) -> Document:
-    """The run's progress as MongoDB has it, labelled with the outcome once there is one."""
-    workspace = workspace or {}
-    progress = dict(workspace.get("indexProgress") or {})
-    if workspace.get("indexStatus") in ("ready", "failed"):
-        progress["status"] = workspace["indexStatus"]
-    return progress

@@ -31,6 +31,8 @@ import socketio
 import uvicorn
 from pymongo import AsyncMongoClient
 
+from cluster.local_runtime import LocalRayRuntime
+from cluster.process_tree import children, end_session
 from core.db import Document, open_client
 from core.embedded_mongo import EmbeddedMongo
 from core.settings import Secret, Settings
@@ -350,6 +352,7 @@ class HeadProcess:
         self.url = f"http://127.0.0.1:{settings.port}"
         self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.orphans: list[int] = []
 
     def start(self) -> HeadProcess:
         env = dict(os.environ)
@@ -391,9 +394,19 @@ class HeadProcess:
             return False
 
     def kill(self) -> None:
+        """SIGKILL: what the head started (its run driver, its Ray) lives on, orphaned."""
         assert self.process is not None
+        self.orphans = children(self.process.pid)
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(SERVICE_TIMEOUT_S)
+
+    def end_orphans(self) -> None:
+        """End what a killed head left: its driver (a session of its own) and its Ray."""
+        for pid in self.orphans:
+            end_session(pid, grace_s=5)
+        runtime = LocalRayRuntime(self.settings.data_dir)
+        if runtime.attach() is not None:
+            runtime.release()  # the last user ends it
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -417,3 +430,4 @@ def head_processes(tmp_path: Path) -> Iterator[Any]:
     yield start
     for head in started:
         head.stop()
+        head.end_orphans()

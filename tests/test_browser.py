@@ -7,6 +7,7 @@ test-artifacts/.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from pathlib import Path
@@ -106,20 +107,21 @@ async def workspace_for_run(db: Any, folder: Path) -> str:
 
 
 async def test_full_run_reconnect_and_search(
-    browser, settings, start_head, db, session_cookie, tmp_path
+    browser, settings, head_processes, start_head, db, session_cookie, tmp_path
 ) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    head = start_head(settings)
+    head = await asyncio.to_thread(head_processes, settings)
     workspace_id = await workspace_for_run(db, tmp_path)
     page = await open_page(browser, head, session_cookie("alice"), workspace_id)
     await state_of(page, "idle")
     await page.click("#start")
     await state_of(page, "indexing", timeout_s=60)
-    # Cut the connection mid-run: stop the head, start a new one on the same port. Cut as
-    # the run starts (its own local Ray is still loading the model), so that its last events
-    # come after the page is back: events published while no head is up are lost by design
-    # (the page refetches the state instead), and this test wants to see `index:ready`.
-    head.stop()
+    # Cut the connection mid-run: the head is killed, a new one starts on the same port.
+    # The run goes on in the killed head's driver, on its Ray (both outlive it). Cut as the
+    # run starts (its Ray is still loading the model), so that its last events come after
+    # the page is back: events published while no head is up are lost by design (the page
+    # refetches the state instead), and this test wants to see `index:ready`.
+    head.kill()
     await page.wait_for_function("document.getElementById('connection').textContent === 'offline'")
     start_head(settings)
     await page.wait_for_function(

@@ -216,6 +216,60 @@ async def test_submit_wait_succeeds(
     print(f"\nsubmit → index:started: {to_started:.1f}s; run total {total:.1f}s")
 
 
+async def test_submit_asks_again_while_no_agent_can_take_the_job(
+    cluster_settings, ray_cluster, db, tmp_path
+) -> None:
+    """Right after `ray start`, Ray's Jobs API answers "No available agent to submit job"
+    until the head node's agent has registered. That race cannot be made to happen on
+    demand, so a proxy in front of the real dashboard gives Ray's exact answer to the first
+    two submissions and passes everything else through: `indexer submit` asks again, and
+    the run goes on the real cluster."""
+    from aiohttp import web
+
+    refusals = 2
+    posts = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.method == "POST" and request.path == "/api/jobs/":
+            posts.append(request.path)
+            if len(posts) <= refusals:
+                return web.Response(
+                    status=500, text="No available agent to submit job, please try again later."
+                )
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with httpx.AsyncClient(base_url=ray_cluster["jobs"], timeout=60) as http:
+            answer = await http.request(
+                request.method, request.path_qs, headers=headers, content=body
+            )
+        return web.Response(
+            status=answer.status_code,
+            body=answer.content,
+            content_type=answer.headers.get("content-type", "text/plain").split(";")[0],
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        workspace_id = await workspace_with(db, tmp_path, [1])
+        process = await run_cli(
+            ["submit", workspace_id, "--address", f"http://127.0.0.1:{port}", "--wait"],
+            cli_env(cluster_settings),
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 300)
+    finally:
+        await runner.cleanup()
+    assert process.returncode == 0, stderr.decode()[-3000:]
+    assert len(posts) == refusals + 1
+    job = await db.jobs.find_one({"workspaceId": workspace_id})
+    assert stdout.decode().splitlines()[0] == job["rayJobId"]
+    assert job["status"] == "succeeded"
+
+
 async def test_submit_wait_fails_for_a_failing_run(
     cluster_settings, ray_cluster, start_head, db, tmp_path
 ) -> None:
