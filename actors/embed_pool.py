@@ -10,40 +10,19 @@ so they do not hold the CPUs or GPUs the new ones need. Idle actors leave after 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from actors.embed import EmbedActor
-from actors.named import NAMESPACE, actor_names, kill_named
+from actors.named import NAMESPACE, actor_key, actor_names, kill_named
 from actors.pool import PoolPlan
 from core.settings import Settings
 
 NAME_PREFIX = "embed-pool"
 
 
-def pool_key(settings: Settings, plan: PoolPlan) -> str:
-    """What the actors of a pool share; the database server's URI is hashed, never shown."""
-    uri = settings.mongodb_uri.reveal() if settings.mongodb_uri else ""
-    key = {
-        "model": settings.embed_model,
-        "precision": settings.embed_precision,
-        "uri": hashlib.sha256(uri.encode()).hexdigest(),
-        "placement": [
-            plan.embed_actors,
-            plan.embed_cpus,
-            plan.embed_gpus,
-            plan.embed_threads,
-            plan.embed_streams,
-        ],
-        "idle": settings.embed_idle_s,
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def embed_pool(settings: Settings, plan: PoolPlan) -> list[Any]:
     """Handles to the pool's actors, created when missing (Ray's get_if_exists)."""
-    key = pool_key(settings, plan)
+    key = actor_key(settings, plan)
     remove_other_pools(keep=key)
     placement = {"num_cpus": plan.embed_cpus, "num_gpus": plan.embed_gpus}
     return [

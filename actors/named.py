@@ -1,10 +1,17 @@
 """Named, detached actors that outlive runs (the embed pool, kept parser and ontology
-actors): listing and removing them by name. They all live in one namespace, so a run finds
-the ones another driver started."""
+actors): their key, listing and removing them by name. They all live in one namespace, so a
+run finds the ones another driver started."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict
+
 import ray
+
+from actors.pool import PoolPlan
+from core.settings import Settings
 
 NAMESPACE = "indexer"
 
@@ -25,3 +32,26 @@ def kill_named(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def actor_key(settings: Settings, plan: PoolPlan) -> str:
+    """What actors that outlive runs must share to serve a run: the settings they are built
+    with (the database, the model and its arithmetic, preview resolution, document and
+    memory limits, idle times) and the pool plan. Settings only a head or an aggregator
+    reads (ports, HEAD_URL, Redis, tokens) are left out, so two heads on one Ray share one
+    set. The database URI is hashed: no secret appears in a name."""
+    uri = settings.mongodb_uri.reveal() if settings.mongodb_uri else ""
+    key = {
+        "uri": hashlib.sha256(uri.encode()).hexdigest(),
+        "db": settings.mongodb_db,
+        "model": settings.embed_model,
+        "precision": settings.embed_precision,
+        "dpi": settings.render_dpi,
+        "maxPages": settings.max_pages,
+        "maxDocumentBytes": settings.max_document_bytes,
+        "parserMemoryMb": settings.parser_memory_mb,
+        "parserIdleS": settings.parser_idle_s,
+        "embedIdleS": settings.embed_idle_s,
+        "plan": asdict(plan),
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]

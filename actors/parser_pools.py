@@ -11,9 +11,10 @@ from typing import Any
 
 from actors.analyze import AnalyzeActor
 from actors.fetch import FetchActor
+from actors.named import actor_key
 from actors.pool import PoolPlan
 from actors.render import RenderActor
-from actors.spares import claim_spares, keeps_parsers, remove_other_spares, spare_key, spawn_options
+from actors.spares import claim_spares, keeps_parsers, remove_other_spares, spawn_options
 from actors.supervision import ParserLimits, SupervisedPool, pages_label
 from core.settings import Settings
 
@@ -33,7 +34,7 @@ async def parser_pools(
     """(fetch, render, analyze) pools sized by `plan`, with the settings' limits: parked
     actors of an earlier run first (`actors.spares`), new ones for the rest."""
     limits = ParserLimits.from_settings(settings)
-    key = spare_key(settings, plan)
+    key = actor_key(settings, plan)
     keep = keeps_parsers(settings)
     if keep:
         await remove_other_spares(key, aggregator)

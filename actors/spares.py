@@ -7,8 +7,8 @@ its healthy, idle parser actors (`SupervisedPool.release`), and the next run wit
 settings and pool plan claims them by name instead of starting new ones.
 
 - Parser actors are named `parser-{key}-{phase}-{id}` and detached, so they outlive the
-  driver that started them; `key` hashes the settings (the database URI hashed again, never
-  shown) and the plan, so a claimed actor is one this run could have started itself.
+  driver that started them; `key` (`actors.named.actor_key`) hashes the settings actors are
+  built with and the plan, so a claimed actor is one this run could have started itself.
 - `claim` hands a parked actor to exactly one run (see `SupervisedActor.claim`); from then
   on its pool supervises it as its own.
 - A parked actor leaves after INDEXER_PARSER_IDLE_S without a call; one whose run is gone
@@ -20,16 +20,13 @@ settings and pool plan claims them by name instead of starting new ones.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
-from dataclasses import asdict
 from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from actors.named import NAMESPACE, actor_names, kill_named
+from actors.named import NAMESPACE, actor_key, actor_names, kill_named
 from actors.ontology import OntologyActor
 from actors.pool import PoolPlan
 from core.settings import Settings
@@ -40,17 +37,6 @@ ONTOLOGY_PREFIX = "ontology"
 
 def keeps_parsers(settings: Settings) -> bool:
     return settings.parser_idle_s > 0
-
-
-def spare_key(settings: Settings, plan: PoolPlan) -> str:
-    """What actors must share to be interchangeable; no secret appears in it."""
-    uri = settings.mongodb_uri.reveal() if settings.mongodb_uri else ""
-    key = {
-        "settings": repr(settings),  # Secret fields print masked
-        "uri": hashlib.sha256(uri.encode()).hexdigest(),
-        "plan": asdict(plan),
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def spawn_options(key: str, phase: str) -> dict[str, Any]:
@@ -66,7 +52,7 @@ def ontology_actor(settings: Settings, plan: PoolPlan) -> Any:
     """The ontology actor for a run: the kept one of this key, created when missing."""
     options: dict[str, Any] = {"num_cpus": plan.ontology_cpus}
     if keeps_parsers(settings):
-        name = f"{ONTOLOGY_PREFIX}-{spare_key(settings, plan)}"
+        name = f"{ONTOLOGY_PREFIX}-{actor_key(settings, plan)}"
         options |= {"name": name, "namespace": NAMESPACE, "lifetime": "detached"}
         options["get_if_exists"] = True
     return OntologyActor.options(**options).remote(settings)

@@ -38,9 +38,8 @@ run of the bench also pays the cluster's cold start (worker processes, imports),
 first `submit` is usually the slowest figure; compare the second round, or the medians.
 Everything shares the machine's cores: run it on a quiet machine and repeat it.
 
-Beware: on exit the bench runs `ray stop --force`, which stops EVERY Ray process on this
-machine, not only the cluster it started (Ray offers no per-cluster stop). Do not run it
-while another Ray (a test session, a notebook) is in use on the same machine.
+The cluster it starts is ended on exit by its session id: every process of it, and no
+other Ray on the machine.
 """
 
 from __future__ import annotations
@@ -69,6 +68,7 @@ import httpx
 import socketio
 
 from cluster.documents import add_document
+from cluster.process_tree import end_session
 from cluster.sample_corpus import write_sample_pdf
 from core.db import open_client
 from core.embedded_mongo import EmbeddedMongo
@@ -156,7 +156,7 @@ class RayCluster:
 
 def ray_start_command(ray: str, temp: Path, gcs: int, dashboard: int) -> list[str]:
     return [
-        ray, "start", "--head", f"--port={gcs}", "--num-cpus=2",
+        ray, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
         "--include-dashboard=true", "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard}", f"--metrics-export-port={free_port()}",
         f"--temp-dir={temp}", "--disable-usage-stats",
@@ -175,23 +175,24 @@ def jobs_api_up(address: str) -> bool:
 
 @contextlib.contextmanager
 def ray_cluster(workdir: Path, secret: str) -> Iterator[RayCluster]:
-    """`ray start --head` (cwd: the repository, so job drivers import our packages);
-    `ray stop --force` on exit, which stops every Ray on this machine."""
+    """`ray start --head --block` in a session of its own (cwd: the repository, so job
+    drivers import our packages), ended on exit by session id: only this cluster's
+    processes, never another Ray on the machine."""
     ray = shutil.which("ray", path=VENV_BIN)
     if ray is None:
         raise RuntimeError(f"no `ray` in {VENV_BIN}")
     gcs, dashboard = free_port(), free_port()
     command = ray_start_command(ray, workdir / "ray", gcs, dashboard)
-    env = node_env(secret)
+    head = subprocess.Popen(command, env=node_env(secret), cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
     try:
-        subprocess.run(command, env=env, cwd=REPO_ROOT, check=True, capture_output=True,
-                       timeout=RAY_START_TIMEOUT_S)  # fmt: skip
         cluster = RayCluster(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}")
         wait_for(lambda: jobs_api_up(cluster.jobs), "the Ray Jobs API", READY_TIMEOUT_S, None)
         yield cluster
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True,
-                       timeout=RAY_STOP_TIMEOUT_S, check=False)  # fmt: skip
+        end_session(head.pid, grace_s=RAY_STOP_TIMEOUT_S)
+        head.wait()
 
 
 # -- head and data ---------------------------------------------------------------------

@@ -577,14 +577,15 @@ async def test_a_parser_actor_whose_run_is_gone_leaves(local_ray, settings) -> N
     """Parser actors are detached (they may be parked), so one whose driver was killed must
     leave on its own, long before INDEXER_PARSER_IDLE_S (600 s here): idle, it asks its
     run's aggregator every few seconds, and goes when that is gone."""
+    from actors.named import actor_key
     from actors.pool import plan_pools
     from actors.progress import ProgressAggregator
     from actors.render import RenderActor
-    from actors.spares import spare_key, spawn_options
+    from actors.spares import spawn_options
 
     assert settings.parser_idle_s == 600
     aggregator = ProgressAggregator.remote(settings)
-    options = spawn_options(spare_key(settings, plan_pools(2, 0)), "render")
+    options = spawn_options(actor_key(settings, plan_pools(2, 0)), "render")
     actor = RenderActor.options(num_cpus=0.25, **options).remote(settings, aggregator)
     await actor.ready.remote()
     assert options["name"] in parser_names()

@@ -44,7 +44,7 @@ def node_env() -> dict[str, str]:
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """`ray start --head` with Ray's defaults: token authentication on (a token is made
     first when this machine has none, as `ray.init()` would). It runs with `--block` in a
-    session of its own and is ended by session id: `ray stop` would end every Ray here."""
+    session of its own and is ended by session id, never by the CLI's machine-wide stop."""
     ray = shutil.which("ray", path=VENV_BIN)
     assert ray is not None
     env = node_env()
