@@ -6,6 +6,7 @@ supervision.py because the actor modules import that one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,13 @@ from actors.fetch import FetchActor
 from actors.named import actor_key
 from actors.pool import PoolPlan
 from actors.render import RenderActor
-from actors.spares import claim_spares, keeps_parsers, remove_other_spares, spawn_options
+from actors.spares import (
+    claim_spares,
+    keeps_parsers,
+    kept_actor_names,
+    remove_other_spares,
+    spawn_options,
+)
 from actors.supervision import ParserLimits, SupervisedPool, pages_label
 from core.settings import Settings
 
@@ -36,11 +43,19 @@ async def parser_pools(
     limits = ParserLimits.from_settings(settings)
     key = actor_key(settings, plan)
     keep = keeps_parsers(settings)
+    names = kept_actor_names() if keep else []
     if keep:
-        await remove_other_spares(key, aggregator)
-
-    async def claimed(phase: str, count: int) -> list[tuple[Any, int]]:
-        return await claim_spares(key, phase, count, aggregator) if keep else []
+        await remove_other_spares(key, aggregator, names)
+    fetch_claims, render_claims, analyze_claims = await asyncio.gather(
+        *(
+            claim_spares(key, phase, count, aggregator, names)
+            for phase, count in (
+                ("fetch", plan.fetch_actors),
+                ("render", plan.render_actors),
+                ("analyze", plan.analyze_actors),
+            )
+        )
+    )
 
     def spawn(actor_class: Any, phase: str, *args: Any, **resources: float) -> Callable[[], Any]:
         """A new actor each call: a name of its own when it may be parked later."""
@@ -56,7 +71,7 @@ async def parser_pools(
             limits,
             document_of=lambda args: str(args[0]["_id"]),
             describe=lambda args: "the document",
-            claimed=await claimed("fetch", plan.fetch_actors),
+            claimed=fetch_claims,
         ),
         SupervisedPool(
             "render",
@@ -65,7 +80,7 @@ async def parser_pools(
             limits,
             document_of=_page_batch_document,
             describe=_page_batch_label,
-            claimed=await claimed("render", plan.render_actors),
+            claimed=render_claims,
         ),
         SupervisedPool(
             "analyze",
@@ -74,6 +89,6 @@ async def parser_pools(
             limits,
             document_of=_page_batch_document,
             describe=_page_batch_label,
-            claimed=await claimed("analyze", plan.analyze_actors),
+            claimed=analyze_claims,
         ),
     )

@@ -58,33 +58,45 @@ def ontology_actor(settings: Settings, plan: PoolPlan) -> Any:
     return OntologyActor.options(**options).remote(settings)
 
 
-async def claim_spares(key: str, phase: str, count: int, aggregator: Any) -> list[tuple[Any, int]]:
-    """Up to `count` parked actors of `phase`, each with the documents it has parsed."""
+async def claim_spares(
+    key: str, phase: str, count: int, aggregator: Any, names: list[str]
+) -> list[tuple[Any, int]]:
+    """Up to `count` parked actors of `phase` among `names` (the cluster's named actors),
+    each with the documents it has parsed."""
     claimed: list[tuple[Any, int]] = []
-    for name in actor_names(f"{NAME_PREFIX}-{key}-{phase}-"):
+    for name in names:
         if len(claimed) == count:
             break
-        taken = await _claim(name, aggregator)
-        if taken is not None:
-            claimed.append(taken)
+        if name.startswith(f"{NAME_PREFIX}-{key}-{phase}-"):
+            taken = await _claim(name, aggregator)
+            if taken is not None:
+                claimed.append(taken)
     return claimed
 
 
-async def remove_other_spares(keep: str, aggregator: Any) -> list[str]:
-    """Kill the parked actors and ontology actors of every other key; return their names."""
+async def remove_other_spares(keep: str, aggregator: Any, names: list[str]) -> list[str]:
+    """Kill the parked actors and ontology actors of every other key among `names`; return
+    their names."""
     removed = [
         name
-        for name in actor_names(f"{ONTOLOGY_PREFIX}-")
-        if name != f"{ONTOLOGY_PREFIX}-{keep}" and kill_named(name)
+        for name in names
+        if name.startswith(f"{ONTOLOGY_PREFIX}-")
+        and name != f"{ONTOLOGY_PREFIX}-{keep}"
+        and kill_named(name)
     ]
-    for name in actor_names(f"{NAME_PREFIX}-"):
-        if name.startswith(f"{NAME_PREFIX}-{keep}-"):
+    for name in names:
+        if not name.startswith(f"{NAME_PREFIX}-") or name.startswith(f"{NAME_PREFIX}-{keep}-"):
             continue
         claimed = await _claim(name, aggregator)
         if claimed is not None:  # claimed first: one another run works with is left alone
             ray.kill(claimed[0], no_restart=True)
             removed.append(name)
     return removed
+
+
+def kept_actor_names() -> list[str]:
+    """Names of the kept parser and ontology actors on the cluster (one call to Ray)."""
+    return [n for n in actor_names("") if n.startswith((f"{NAME_PREFIX}-", f"{ONTOLOGY_PREFIX}-"))]
 
 
 def remove_spares() -> list[str]:

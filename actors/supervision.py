@@ -170,9 +170,24 @@ class SupervisedPool:
         """How many actors the pool has started, replacements included."""
         return self._started
 
-    async def wait_ready(self) -> None:
-        """Wait until every actor of the pool has answered `ready` (warming up)."""
-        await asyncio.gather(*(self._wait_started(m) for m in list(self._members)))
+    async def keep_started(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for every actor to answer `ready` (warming up); kill the
+        ones that have not (the cluster has no room for them now) and any that cannot
+        start, so the pool keeps only actors that run."""
+        members = list(self._members)
+        starting = {
+            asyncio.ensure_future(self._wait_started(m)): m for m in members if not m.is_ready
+        }
+        if not starting:
+            return
+        done, pending = await asyncio.wait(starting, timeout=timeout_s)
+        for future in pending:
+            future.cancel()
+        for future in done:
+            if future.exception() is not None:
+                pending.add(future)
+        for future in pending:
+            self._kill(starting[future])
 
     def rss_bytes(self) -> list[int]:
         """The RSS each live actor reported with its last result (0: no result yet)."""

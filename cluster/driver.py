@@ -44,6 +44,8 @@ from core.workspaces import find_workspace
 
 PIPELINE_VERSION = 1
 HEARTBEAT_S = 10.0
+# Warming: a parser actor not started by then has no room on the cluster and is not kept.
+WARM_START_TIMEOUT_S = 30.0
 
 
 def settings_hash(settings: Settings) -> str:
@@ -93,17 +95,6 @@ class RunActors:
     ontology: Any
     aggregator: Any
 
-    async def ready(self) -> dict[str, Any]:
-        """Wait until every actor has started (the embed pool's models loaded); what the
-        embed actors report. Each answer counts as use, so kept actors stay."""
-        described = await asyncio.gather(
-            *(actor.describe.remote() for actor in self.embed.actors),
-            self.ontology.ready.remote(),
-            self.aggregator.ready.remote(),
-            *(pool.wait_ready() for pool in (self.fetch, self.render, self.analyze)),
-        )
-        return dict(described[0])
-
     async def release(self, settings: Settings) -> None:
         """The run is over: parser actors are parked for the next run or killed (see
         `actors.spares`); the aggregator is the run's own. The embed pool outlives runs."""
@@ -111,9 +102,33 @@ class RunActors:
         ray.kill(self.aggregator)  # first: actors left owned by it leave when idle
         if not keep:
             ray.kill(self.ontology)
-        await asyncio.gather(
-            *(p.release(park=keep) for p in (self.fetch, self.render, self.analyze))
+        await release_parsers(self.fetch, self.render, self.analyze, park=keep)
+
+
+@dataclass
+class RunFrame:
+    """What a run needs besides its parser actors, made ready ahead of it by a long-lived
+    driver: its aggregator, and handles on the embed pool and the ontology actor (which
+    outlive runs) that have answered, models loaded."""
+
+    plan: PoolPlan
+    aggregator: Any
+    embed: ActorPool
+    ontology: Any
+
+    async def ready(self) -> dict[str, Any]:
+        """Wait until every actor has started; what the embed actors report. Each answer
+        counts as use, so the embed pool and the ontology actor stay."""
+        described = await asyncio.gather(
+            *(actor.describe.remote() for actor in self.embed.actors),
+            self.ontology.ready.remote(),
+            self.aggregator.ready.remote(),
         )
+        return dict(described[0])
+
+
+async def release_parsers(*pools: SupervisedPool, park: bool) -> None:
+    await asyncio.gather(*(pool.release(park=park) for pool in pools))
 
 
 class _PhaseClock:
@@ -147,15 +162,27 @@ def new_aggregator(settings: Settings) -> Any:
     return ProgressAggregator.options(scheduling_strategy=here).remote(settings)
 
 
-async def create_pools(settings: Settings, plan: PoolPlan, aggregator: Any) -> RunActors:
-    pools = await parser_pools(settings, plan, settings_hash(settings), aggregator)
-    return RunActors(
-        fetch=pools[0],
-        render=pools[1],
-        analyze=pools[2],
+def run_frame(settings: Settings, plan: PoolPlan, aggregator: Any) -> RunFrame:
+    return RunFrame(
+        plan=plan,
+        aggregator=aggregator,
         embed=ActorPool(embed_pool(settings, plan), plan.embed_streams),
         ontology=ontology_actor(settings, plan),
-        aggregator=aggregator,
+    )
+
+
+async def create_pools(settings: Settings, frame: RunFrame) -> RunActors:
+    """The run's actors: the frame's, and parser pools of parked actors (claimed) or new."""
+    fetch, render, analyze = await parser_pools(
+        settings, frame.plan, settings_hash(settings), frame.aggregator
+    )
+    return RunActors(
+        fetch=fetch,
+        render=render,
+        analyze=analyze,
+        embed=frame.embed,
+        ontology=frame.ontology,
+        aggregator=frame.aggregator,
     )
 
 
@@ -432,12 +459,11 @@ class RunDriver:
     """Runs indexing runs in this process, on the connected Ray cluster.
 
     What runs share stays open between them: the MongoDB client and, for a long-lived
-    driver (`prepare=True`), the next run's actors, made ready while nothing runs: an
-    aggregator, parser pools (parked actors claimed, or new ones started), handles on the
-    embed pool and the ontology actor. A run of a few pages then waits for no process, no
-    model and no claim; the next set is prepared once it has ended. Held this way, the
-    actors stay (an owned parser leaves only when its run is gone), and `warm` asks them
-    whether they are still there, which keeps the embed pool and ontology actor too.
+    driver (`prepare=True`), the next run's frame, made ready while nothing runs: an
+    aggregator whose worker is up, and the embed pool and ontology actor, answered (models
+    loaded). Parser actors stay parked between runs, where any driver on the cluster can
+    claim them (a handful of calls at the start of a run); `warm` keeps a set parked. A run
+    of a few pages then waits for no process and no model.
     """
 
     def __init__(self, settings: Settings, *, prepare: bool = False) -> None:
@@ -445,9 +471,9 @@ class RunDriver:
         self._prepare = prepare
         self._client = open_client(require_uri(settings))
         self._db = self._client[settings.mongodb_db]
-        self._next: asyncio.Future[tuple[PoolPlan, RunActors]] | None = None
+        self._next: asyncio.Future[RunFrame] | None = None
         # An aggregator started one run further ahead: runs back to back then never wait
-        # for its worker process, which takes longer to start than the rest of a set.
+        # for its worker process, which takes longer to start than the rest of a frame.
         self._spare_aggregator: asyncio.Future[Any] | None = None
 
     @property
@@ -460,16 +486,14 @@ class RunDriver:
         return self
 
     async def aclose(self) -> None:
-        prepared, self._next = self._next, None
-        if prepared is not None:
-            prepared.cancel()
+        for future in (self._next, self._spare_aggregator):
+            if future is None:
+                continue
+            future.cancel()
             with contextlib.suppress(asyncio.CancelledError, RayActorError, RunError):
-                await (await prepared)[1].release(self._settings)
-        spare, self._spare_aggregator = self._spare_aggregator, None
-        if spare is not None:
-            spare.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RayActorError):
-                ray.kill(await spare)
+                result = await future
+                ray.kill(result.aggregator if isinstance(result, RunFrame) else result)
+        self._next = self._spare_aggregator = None
         await self._client.close()
 
     async def __aenter__(self) -> RunDriver:
@@ -479,16 +503,31 @@ class RunDriver:
         await self.aclose()
 
     async def warm(self) -> dict[str, Any]:
-        """The next run's actors, ready, asked again whether they are (one that left is
-        replaced). Returns what the embed actors report (device, arithmetic, threads)."""
+        """The next run's frame, ready (asked again: one that left is replaced), and a set
+        of parser actors parked for it (claimed, checked, parked again; missing ones
+        started). Returns what the embed actors report (device, arithmetic, threads)."""
         if self._next is None:
-            self._prepare_next()
+            self._prepare_next(force=True)
         assert self._next is not None
         try:
-            return await (await self._next)[1].ready()
+            frame = await self._next
+            described = await frame.ready()
         except (RayActorError, RunError):
             self._next = None  # an actor left: the next `warm` or run prepares afresh
             raise
+        if keeps_parsers(self._settings):
+            await self._park_parsers(frame)
+        return described
+
+    async def _park_parsers(self, frame: RunFrame) -> None:
+        """Claim (or start) the plan's parser actors with the frame's aggregator, wait for
+        them, and park them again. One that cannot start in WARM_START_TIMEOUT_S (the
+        cluster has no room: another driver holds parsers of its own) is not kept."""
+        pools = await parser_pools(
+            self._settings, frame.plan, settings_hash(self._settings), frame.aggregator
+        )
+        await asyncio.gather(*(p.keep_started(WARM_START_TIMEOUT_S) for p in pools))
+        await release_parsers(*pools, park=True)
 
     async def run(
         self,
@@ -512,13 +551,20 @@ class RunDriver:
             raise RunError("fetch", f"no workspace {workspace_id!r}")
         if job_id is None:
             job_id = await create_job(db, workspace_id, mode="local", requested_by="cli")
-        plan, pools = await self._actors()
+        frame = await self._frame()
+        plan = frame.plan
         now = datetime.now(UTC)
         heartbeat = asyncio.create_task(_heartbeat(db, job_id, asyncio.current_task()))
 
         async def record(summary: RunSummary) -> bool:
             return await finish_job_patiently(db, job_id, summary.status, **_job_fields(summary))
 
+        try:
+            pools = await create_pools(settings, frame)
+        except BaseException:
+            heartbeat.cancel()
+            ray.kill(frame.aggregator)
+            raise
         try:
             await update_job(
                 db, job_id, status="running", startedAt=now, heartbeatAt=now, plan=asdict(plan)
@@ -538,33 +584,34 @@ class RunDriver:
             self._prepare_next()
         return summary
 
-    async def _actors(self) -> tuple[PoolPlan, RunActors]:
-        """The prepared actors when they fit the cluster as it is now (a node may have come
-        or gone since), else new ones."""
+    async def _frame(self) -> RunFrame:
+        """The prepared frame when it fits the cluster as it is now (a node may have come
+        or gone since), else a new one."""
         plan = plan_pools(*cluster_size())
         prepared, self._next = self._next, None
         if prepared is not None:
             try:
-                prepared_plan, actors = await prepared
+                frame = await prepared
             except (RayActorError, RunError):
-                pass  # one of them cannot start: a run's own actors say why, below
+                pass  # one of its actors cannot start: a new frame says why, below
             else:
-                if prepared_plan == plan:
-                    return plan, actors
-                await actors.release(self._settings)
-        return plan, await create_pools(self._settings, plan, new_aggregator(self._settings))
+                if frame.plan == plan:
+                    return frame
+                ray.kill(frame.aggregator)
+        return run_frame(self._settings, plan, new_aggregator(self._settings))
 
-    def _prepare_next(self) -> None:
-        if self._prepare and self._next is None:
+    def _prepare_next(self, *, force: bool = False) -> None:
+        if (self._prepare or force) and self._next is None:
             self._next = asyncio.ensure_future(self._prepared())
 
-    async def _prepared(self) -> tuple[PoolPlan, RunActors]:
-        plan = plan_pools(*cluster_size())
+    async def _prepared(self) -> RunFrame:
         spare = self._spare_aggregator or asyncio.ensure_future(self._started_aggregator())
-        self._spare_aggregator = asyncio.ensure_future(self._started_aggregator())
-        actors = await create_pools(self._settings, plan, await spare)
-        await actors.ready()
-        return plan, actors
+        self._spare_aggregator = (
+            asyncio.ensure_future(self._started_aggregator()) if self._prepare else None
+        )
+        frame = run_frame(self._settings, plan_pools(*cluster_size()), await spare)
+        await frame.ready()
+        return frame
 
     async def _started_aggregator(self) -> Any:
         aggregator = new_aggregator(self._settings)

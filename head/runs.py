@@ -16,13 +16,13 @@ started again) and the local Ray, unless another head on this machine still uses
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import socket
 import sys
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import IO, Any
 
 from bson import ObjectId
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 BYTES_PER_PAGE_ESTIMATE = 50_000
 CANCEL_TIMEOUT_S = 30.0
 DRIVER_STOP_TIMEOUT_S = 20.0
-DRIVER_LOG = "driver.log"
+DRIVER_LOG = "driver-{pid}.log"  # per head: two heads may share a data directory
 
 
 class RunLauncher:
@@ -370,10 +370,7 @@ class DriverProcess:
             self._on_event(event)
 
 
-def _driver_log(data_dir: Any) -> IO[bytes]:
-    """The driver's standard error, kept beside the data (the previous one as `.1`)."""
+def _driver_log(data_dir: Path) -> IO[bytes]:
+    """The driver's standard error, kept beside the data, one file per head process."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / DRIVER_LOG
-    with contextlib.suppress(OSError):
-        path.replace(path.with_suffix(".log.1"))
-    return path.open("ab")
+    return (data_dir / DRIVER_LOG.format(pid=os.getpid())).open("ab")
