@@ -22,7 +22,7 @@ NAME_PREFIX = "embed-pool"
 
 def embed_pool(settings: Settings, plan: PoolPlan) -> list[Any]:
     """Handles to the pool's actors, created when missing (Ray's get_if_exists)."""
-    key = actor_key(settings, plan)
+    key = actor_key(settings, plan, any_database=True)
     remove_other_pools(keep=key)
     placement = {"num_cpus": plan.embed_cpus, "num_gpus": plan.embed_gpus}
     return [

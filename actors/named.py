@@ -34,16 +34,18 @@ def kill_named(name: str) -> bool:
     return True
 
 
-def actor_key(settings: Settings, plan: PoolPlan) -> str:
+def actor_key(settings: Settings, plan: PoolPlan, *, any_database: bool = False) -> str:
     """What actors that outlive runs must share to serve a run: the settings they are built
     with (the database, the model and its arithmetic, preview resolution, document and
     memory limits, idle times) and the pool plan. Settings only a head or an aggregator
     reads (ports, HEAD_URL, Redis, tokens) are left out, so two heads on one Ray share one
-    set. The database URI is hashed: no secret appears in a name."""
+    set. `any_database`: the actors are given the database with each call (the embed pool),
+    so runs on any database of the server share them. The database URI is hashed: no secret
+    appears in a name."""
     uri = settings.mongodb_uri.reveal() if settings.mongodb_uri else ""
     key = {
         "uri": hashlib.sha256(uri.encode()).hexdigest(),
-        "db": settings.mongodb_db,
+        "db": None if any_database else settings.mongodb_db,
         "model": settings.embed_model,
         "precision": settings.embed_precision,
         "dpi": settings.render_dpi,

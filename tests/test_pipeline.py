@@ -554,13 +554,14 @@ async def test_parser_actors_are_parked_for_the_next_run(local_ray, corpus, sett
     await index_one(settings)
     assert await first_pids() == first, "the next run started new parser actors"
 
-    recycling = settings.with_overrides(parser_recycle_documents=1)
-    await index_one(recycling)  # other settings: the others' parked actors go
+    other = settings.with_overrides(render_dpi=96)  # the actors are built with it
+    await index_one(other)  # other settings: the others' parked actors go
     assert not kept & parser_names()
     third = await first_pids()
     assert all(not set(third[phase]) & set(first[phase]) for phase in third)
     assert not any(pool.recycles for pool in pools(runs[2]))
-    await index_one(recycling)
+    # a limit the driver enforces: the same actors serve, and count what they parsed
+    await index_one(other.with_overrides(parser_recycle_documents=1))
     for pool in pools(runs[3]):
         # the claimed actor had parsed one document: a limit of 1 retires it at once
         assert [r.reason for r in pool.recycles] == ["documents"], pool.phase
