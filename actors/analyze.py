@@ -82,7 +82,7 @@ class AnalyzeActor(SupervisedActor):
         ]
         if chunk_writes:
             await db.chunks.bulk_write(chunk_writes, ordered=False)
-        self._aggregator.record.remote("analyze", document_id, len(page_nos))
+        self._aggregator.record.remote("analyze", document_id, page_nos)
         self._metrics.phase_done("analyze", len(page_nos), time.monotonic() - started)
         return [
             {"documentId": document_id, "chunkNo": chunk.chunk_no, "text": chunk.text}

@@ -54,13 +54,16 @@ def pick_device() -> str:
     return "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
 
 
-@ray.remote(max_restarts=3, max_task_retries=3, max_concurrency=MAX_CONCURRENT_CALLS)
+# Not restarted by Ray: a restart waits for resources like the first start, forever when
+# the actor's GPU node is gone. The driver makes the pool again and sends the batch again.
+@ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=MAX_CONCURRENT_CALLS)
 class EmbedActor:
     """Embed phase. Resources: given by the driver (CPUs, or 1 GPU on GPU nodes); loads its
     models once and outlives runs (see `actors.embed_pool`), so nothing run-specific is kept:
     the database and the run's aggregator come with each call. Concurrency: `streams`
     batches encode at once, each on its own model and thread; more calls wait for a free
-    model. Retries: restarted and retried by Ray. Idempotency key: (document, chunkNo); a
+    model. Retries: none by Ray; a batch whose actor died is sent again by the driver to a
+    new pool (`cluster.driver.IndexRun._embed`). Idempotency key: (document, chunkNo); a
     page is marked done once its chunks are stored."""
 
     def __init__(self, settings: Settings, cpu_threads: int, streams: int = 1) -> None:
@@ -106,6 +109,7 @@ class EmbedActor:
             "keepsFreedMemory": self.keeps_freed_memory,
             "gpuIds": ray.get_gpu_ids(),
             "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id(),
         }
 
     async def embed(
@@ -130,7 +134,7 @@ class EmbedActor:
             await _require_live_run(aggregator)
             db = self._client.database(database)
             await self._store(db, document_id, page_nos, chunks, vectors)
-            aggregator.pages_done.remote(document_id, len(page_nos))
+            aggregator.pages_done.remote(document_id, page_nos)
             self._metrics.phase_done("embed", len(page_nos), time.monotonic() - started)
             return len(chunks)
         finally:

@@ -12,6 +12,7 @@ from typing import Any
 
 from actors.analyze import AnalyzeActor
 from actors.fetch import FetchActor
+from actors.incidents import RunIncidents
 from actors.named import actor_key
 from actors.pool import PoolPlan
 from actors.render import RenderActor
@@ -35,60 +36,68 @@ def _page_batch_label(args: tuple[Any, ...]) -> str:
     return pages_label(args[4])
 
 
-async def parser_pools(
+PHASES = ("fetch", "render", "analyze")
+
+
+def parser_spawners(
     settings: Settings, plan: PoolPlan, fingerprint: str, aggregator: Any
-) -> tuple[SupervisedPool, SupervisedPool, SupervisedPool]:
-    """(fetch, render, analyze) pools sized by `plan`, with the settings' limits: parked
-    actors of an earlier run first (`actors.spares`), new ones for the rest."""
-    limits = ParserLimits.from_settings(settings)
+) -> dict[str, tuple[Callable[[], Any], int]]:
+    """For each parser phase, a function that starts one new actor as `plan` sizes it (a
+    name of its own when it may be parked later), and how many the plan wants."""
     key = actor_key(settings, plan)
-    keep = keeps_parsers(settings)
-    names = kept_actor_names() if keep else []
-    if keep:
-        await remove_other_spares(key, aggregator, names)
-    fetch_claims, render_claims, analyze_claims = await asyncio.gather(
-        *(
-            claim_spares(key, phase, count, aggregator, names)
-            for phase, count in (
-                ("fetch", plan.fetch_actors),
-                ("render", plan.render_actors),
-                ("analyze", plan.analyze_actors),
-            )
-        )
-    )
+    named = keeps_parsers(settings)
 
     def spawn(actor_class: Any, phase: str, *args: Any, **resources: float) -> Callable[[], Any]:
-        """A new actor each call: a name of its own when it may be parked later."""
         return lambda: actor_class.options(
-            **resources, **(spawn_options(key, phase) if keep else {})
+            **resources, **(spawn_options(key, phase) if named else {})
         ).remote(*args)
 
-    return (
-        SupervisedPool(
-            "fetch",
-            spawn(FetchActor, "fetch", settings, fingerprint, aggregator),
-            plan.fetch_actors,
-            limits,
-            document_of=lambda args: str(args[0]["_id"]),
-            describe=lambda args: "the document",
-            claimed=fetch_claims,
-        ),
-        SupervisedPool(
-            "render",
+    return {
+        "fetch": (spawn(FetchActor, "fetch", settings, fingerprint, aggregator), plan.fetch_actors),
+        "render": (
             spawn(RenderActor, "render", settings, aggregator, num_cpus=plan.render_cpus),
             plan.render_actors,
-            limits,
-            document_of=_page_batch_document,
-            describe=_page_batch_label,
-            claimed=render_claims,
         ),
-        SupervisedPool(
-            "analyze",
+        "analyze": (
             spawn(AnalyzeActor, "analyze", settings, aggregator, num_cpus=plan.analyze_cpus),
             plan.analyze_actors,
-            limits,
-            document_of=_page_batch_document,
-            describe=_page_batch_label,
-            claimed=analyze_claims,
         ),
+    }
+
+
+async def parser_pools(
+    settings: Settings,
+    plan: PoolPlan,
+    fingerprint: str,
+    aggregator: Any,
+    incidents: RunIncidents | None = None,
+) -> tuple[SupervisedPool, SupervisedPool, SupervisedPool]:
+    """(fetch, render, analyze) pools sized by `plan`, with the settings' limits: parked
+    actors of an earlier run first (`actors.spares`), new ones for the rest. `incidents`
+    is where the run notes nodes lost and calls sent again."""
+    limits = ParserLimits.from_settings(settings)
+    key = actor_key(settings, plan)
+    spawners = parser_spawners(settings, plan, fingerprint, aggregator)
+    names = kept_actor_names() if keeps_parsers(settings) else []
+    if names:
+        await remove_other_spares(key, aggregator, names)
+    claims = await asyncio.gather(
+        *(claim_spares(key, phase, spawners[phase][1], aggregator, names) for phase in PHASES)
     )
+    page_batches = {"document_of": _page_batch_document, "describe": _page_batch_label}
+    whole_documents = {
+        "document_of": lambda args: str(args[0]["_id"]),
+        "describe": lambda args: "the document",
+    }
+    fetch, render, analyze = (
+        SupervisedPool(
+            phase,
+            *spawners[phase],
+            limits,
+            claimed=claimed,
+            incidents=incidents,
+            **(whole_documents if phase == "fetch" else page_batches),
+        )
+        for phase, claimed in zip(PHASES, claims, strict=True)
+    )
+    return fetch, render, analyze

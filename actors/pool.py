@@ -3,15 +3,27 @@
 Policy apart from mechanism: `plan_pools` only decides from the cluster's resources;
 `ActorPool` only hands out actor slots. Neither imports Ray.
 
-The sizing rule: embedding is the bottleneck (about 10x the CPU time of render + analyze per
-page on this model), so embed actors get the GPUs, or most of the CPUs; render and analyze
-get small fractional CPUs so they never starve the actors they feed, and the sum of all
-reservations stays under the cluster's CPUs (otherwise actors stay pending and a run stalls).
+How the plan is chosen. The actors reserve the cluster's CPUs, all but a remainder smaller
+than one parser actor's share: a CPU nobody reserves is a CPU a run leaves idle, and
+reserving more than there is leaves actors pending and the run stalled. Every reservation
+is 1, 1/2 or 1/4 of a CPU, or a whole number of CPUs, so the actors pack onto nodes with
+whole numbers of CPUs however Ray places them.
+- Without a GPU, embedding takes about ten times the CPU of render and analyze together per
+  page on this model, so it gets about nine tenths of the CPUs: on up to 4 CPUs one embed
+  actor running a single-threaded encode stream per core (threads of one process sharing
+  cores with the parsers wait on each other; docs/BENCHMARKS.md, "Pipeline throughput"), on
+  more, actors of about 4 torch threads each.
+- With GPUs, one embed actor per GPU holds it and a CPU to feed it (less when CPUs are
+  scarce: together never more than half of them), and render and analyze get every other
+  CPU: a GPU embeds far faster than a CPU parses.
+- Render and analyze actors reserve a quarter CPU each on up to 4 CPUs, half on up to 16,
+  one above; fetch reserves none (it waits on I/O); the ontology actor a quarter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,42 +55,96 @@ class PoolPlan:
         return self.embed_actors * self.embed_streams
 
 
+ONTOLOGY_CPUS = 0.25
+SMALL_CLUSTER_CPUS = 4
+MEDIUM_CLUSTER_CPUS = 16
+# Without a GPU, render and analyze take about this share of the CPUs (embedding the rest).
+PARSER_SHARE_CPU_ONLY = 0.1
+CPU_EMBED_THREADS = 4
+MAX_GPU_ACTORS = 64
+
+
 def plan_pools(cpus: float, gpus: float) -> PoolPlan:
-    """Size the pools for a cluster with `cpus` CPUs and `gpus` GPUs in all."""
-    cpus = max(cpus, 1.0)
-    if cpus <= 4:
-        parsers, parser_cpus = 1, 0.25
-    else:
-        parsers, parser_cpus = max(1, int(cpus // 8)), 1.0
-    streams = 1
+    """Size the pools for a cluster with `cpus` CPUs and `gpus` GPUs in all (see the module
+    docstring for how)."""
+    cpus = float(max(math.floor(cpus), 1))
     if gpus >= 1:
-        embed_actors, embed_cpus, embed_gpus, threads = int(min(gpus, 8)), 1.0, 1.0, 1
-    elif cpus <= 4:
-        # One single-threaded encode stream per core: on cores shared with the parsers and
-        # MongoDB, torch's threads wait on each other at every barrier (bench/pipeline.py,
-        # --experiment embed-threads: 2 x 1 thread embedded the corpus in 77 CPU-s, 1 x 2
-        # threads in 107). The streams share one actor, which imports torch once
-        # (--experiment embed-processes). It reserves at most one logical CPU so the
-        # parsers and the ontology actor (a quarter each) always fit beside it.
-        embed_actors, embed_gpus, threads, streams = 1, 0.0, 1, int(cpus)
-        embed_cpus = min(1.0, cpus - 3 * parser_cpus)
-    else:
-        left = cpus - 2 * parsers * parser_cpus - 1
-        embed_actors = max(1, int(left // 4))
-        embed_cpus, embed_gpus, threads = 4.0, 0.0, 4
+        return _gpu_plan(cpus, int(min(gpus, MAX_GPU_ACTORS)))
+    if cpus <= SMALL_CLUSTER_CPUS:
+        return _small_cpu_plan(cpus)
+    return _cpu_plan(cpus)
+
+
+def parser_unit(cpus: float) -> float:
+    """What one render or analyze actor reserves on a cluster of `cpus` CPUs."""
+    if cpus <= SMALL_CLUSTER_CPUS:
+        return 0.25
+    return 0.5 if cpus <= MEDIUM_CLUSTER_CPUS else 1.0
+
+
+def _small_cpu_plan(cpus: float) -> PoolPlan:
+    """One embed actor, one single-threaded stream per core; a quarter-CPU parser pair."""
+    unit = parser_unit(cpus)
+    return _plan(
+        cpus, parsers=2, unit=unit, embed_actors=1, embed_cpus=cpus - 2 * unit - ONTOLOGY_CPUS,
+        embed_gpus=0.0, threads=1, streams=int(cpus),
+    )  # fmt: skip
+
+
+def _cpu_plan(cpus: float) -> PoolPlan:
+    """About a tenth of the CPUs to parsers, the rest to embed actors of about 4 threads."""
+    unit = parser_unit(cpus)
+    parsers = max(2, round(cpus * PARSER_SHARE_CPU_ONLY / unit))
+    embedding = cpus - parsers * unit - ONTOLOGY_CPUS
+    actors = max(1, round(embedding / CPU_EMBED_THREADS))
+    per_actor = math.floor(embedding / actors)
+    parsers += int((embedding - actors * per_actor) // unit)  # the remainder parses
+    return _plan(
+        cpus, parsers=parsers, unit=unit, embed_actors=actors, embed_cpus=float(per_actor),
+        embed_gpus=0.0, threads=per_actor, streams=1,
+    )  # fmt: skip
+
+
+def _gpu_plan(cpus: float, gpus: int) -> PoolPlan:
+    """An embed actor per GPU with a CPU (or a half, a quarter) to feed it; every other
+    CPU to parsers."""
+    embed_cpus = next(
+        (share for share in (1.0, 0.5, 0.25) if gpus * share <= cpus / 2), 0.25 * cpus / gpus
+    )
+    unit = parser_unit(cpus)
+    parsers = max(2, int((cpus - gpus * embed_cpus - ONTOLOGY_CPUS) // unit))
+    return _plan(
+        cpus, parsers=parsers, unit=unit, embed_actors=gpus, embed_cpus=embed_cpus,
+        embed_gpus=1.0, threads=1, streams=1,
+    )  # fmt: skip
+
+
+def _plan(
+    cpus: float,
+    *,
+    parsers: int,
+    unit: float,
+    embed_actors: int,
+    embed_cpus: float,
+    embed_gpus: float,
+    threads: int,
+    streams: int,
+) -> PoolPlan:
+    """Parsers split into render (the odd one: it costs a little more) and analyze."""
+    render, analyze = (parsers + 1) // 2, parsers // 2
     return PoolPlan(
-        fetch_actors=1 if cpus <= 4 else 2,
-        render_actors=parsers,
-        analyze_actors=parsers,
+        fetch_actors=1 if cpus <= SMALL_CLUSTER_CPUS else 2,
+        render_actors=render,
+        analyze_actors=analyze,
         embed_actors=embed_actors,
-        render_cpus=parser_cpus,
-        analyze_cpus=parser_cpus,
+        render_cpus=unit,
+        analyze_cpus=unit,
         embed_cpus=embed_cpus,
         embed_gpus=embed_gpus,
         embed_threads=threads,
         embed_streams=streams,
-        ontology_cpus=0.25,
-        max_batches_in_flight=batches_in_flight(parsers, embed_actors * streams),
+        ontology_cpus=ONTOLOGY_CPUS,
+        max_batches_in_flight=batches_in_flight(analyze, embed_actors * streams),
     )
 
 

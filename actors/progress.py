@@ -91,12 +91,12 @@ class ProgressAggregator:
         self._metrics.failures.inc(tags={"phase": phase})
         self._maybe_update()
 
-    def record(self, phase: str, document_id: str, pages: int) -> None:
-        self._progress.record(phase, document_id, pages)
+    def record(self, phase: str, document_id: str, page_nos: list[int]) -> None:
+        self._progress.record(phase, document_id, page_nos)
         self._maybe_update()
 
-    def pages_done(self, document_id: str, pages: int) -> None:
-        self._progress.pages_finished(document_id, pages)
+    def pages_done(self, document_id: str, page_nos: list[int]) -> None:
+        self._progress.pages_finished(document_id, page_nos)
         self._maybe_update()
 
     def set_phase(self, phase: str) -> None:

@@ -62,7 +62,7 @@ class RenderActor(SupervisedActor):
         for preview, file_id in zip(new, await insert_files(db, PAGES_BUCKET, new), strict=True):
             images[preview.filename] = {"fileId": file_id, **preview.metadata}
         rendered_at = datetime.now(UTC)
-        self._aggregator.record.remote("render", document_id, len(page_nos))
+        self._aggregator.record.remote("render", document_id, page_nos)
         self._metrics.phase_done("render", len(page_nos), time.monotonic() - started)
         return {p: {"image": images[names[p]], "renderedAt": rendered_at} for p in page_nos}
 

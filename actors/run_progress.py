@@ -8,6 +8,7 @@ never goes down; `phase` is the earliest phase with unfinished work; an update g
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,9 @@ class RunProgress:
     pages_at_start: int = 0
     _pages_left: dict[str, int] = field(default_factory=dict)
     _rate: PageRate = field(default_factory=PageRate)
+    # Pages each phase reported, by document, until the document is done: a batch redone
+    # (its actor or its node lost after it reported) is not counted twice.
+    _reported: dict[str, dict[str, set[int]]] = field(default_factory=dict)
 
     def document_fetched(self, document_id: str, pages: int, *, already_done: int) -> None:
         self.docs_fetched += 1
@@ -90,22 +94,37 @@ class RunProgress:
         self.docs_done += 1
         self.docs_failed += 1
 
-    def record(self, phase: str, document_id: str, pages: int) -> None:
+    def record(self, phase: str, document_id: str, page_nos: Collection[int]) -> None:
+        """`phase` (render or analyze) finished these pages; pages already reported (a
+        redone batch) do not count again."""
+        pages = self._first_reports(phase, document_id, page_nos)
         if phase == "render":
             self.rendered += pages
         elif phase == "analyze":
             self.analyzed += pages
         self.document_id = document_id
 
-    def pages_finished(self, document_id: str, pages: int) -> None:
+    def pages_finished(self, document_id: str, page_nos: Collection[int]) -> None:
+        """These pages went through every per-page phase; `pagesDone` never counts a page
+        twice, so it never runs ahead of the pages done and never goes back."""
         left = self._pages_left.get(document_id)
-        if left is None:  # the document already failed; its pages were taken out
+        if left is None:  # the document already failed (or is done); its pages are counted
             return
+        pages = self._first_reports("embed", document_id, page_nos)
         self.pages_done += pages
         self._pages_left[document_id] = left - pages
         if left - pages <= 0:
             self._pages_left.pop(document_id)
+            for reported in self._reported.values():
+                reported.pop(document_id, None)
             self.docs_done += 1
+
+    def _first_reports(self, phase: str, document_id: str, page_nos: Collection[int]) -> int:
+        """How many of `page_nos` this phase reports for the first time."""
+        reported = self._reported.setdefault(phase, {}).setdefault(document_id, set())
+        new = set(page_nos) - reported
+        reported |= new
+        return len(new)
 
     def observe(self, now: float) -> None:
         """Called as reports arrive: the clock of the pages/s and ETA figures. Pages done

@@ -46,6 +46,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from actors.idle import IdleTimer
+from actors.incidents import RunIncidents, node_is_alive
 from actors.memory import MIB, cap_allocations, is_out_of_memory, rss_bytes
 from actors.pdf import load_pymupdf
 from actors.run_liveness import run_is_alive
@@ -107,14 +108,26 @@ class _Member:
     last_rss: int = 0
     running: str | None = None  # the document of the call it is running now
     number: int = 0  # 1, 2, ... in the order the pool started its actors
+    node: str | None = None  # the Ray node it runs on, once `ready` answered
+    replanned: bool = False  # taken out because the cluster changed (see `replan`)
 
 
 class _ActorDied(Exception):
-    """A call's actor died; `blamed` when it died under the call, not before or by the pool."""
+    """A call's actor died; `blamed` when it died under the call, not before or by the pool
+    or with its node."""
 
-    def __init__(self, blamed: bool) -> None:
+    def __init__(self, blamed: bool, node_lost: bool = False, replanned: bool = False) -> None:
         super().__init__(blamed)
         self.blamed = blamed
+        self.node_lost = node_lost
+        self.replanned = replanned
+
+    @property
+    def reason(self) -> str:
+        """Why its call is sent again, for the run's incidents."""
+        if self.node_lost:
+            return "node lost"
+        return "re-planned" if self.replanned else "actor died"
 
 
 class SupervisedPool:
@@ -127,6 +140,7 @@ class SupervisedPool:
         document_of: the document a call's arguments belong to (recycling counts these).
         describe: what a call's arguments cover, for errors ("pages 5-8", "the document").
         claimed: parked actors this pool takes over, each with the documents it has parsed.
+        incidents: where the run notes nodes lost and calls sent again.
     """
 
     def __init__(
@@ -139,8 +153,10 @@ class SupervisedPool:
         document_of: Callable[[tuple[Any, ...]], str],
         describe: Callable[[tuple[Any, ...]], str],
         claimed: Collection[tuple[Any, int]] = (),
+        incidents: RunIncidents | None = None,
     ) -> None:
         self.phase = phase
+        self.incidents = incidents or RunIncidents()
         self.limits = limits
         self.recycles: list[Recycle] = []
         # (time, actor number, RSS) after each call: the memory curve of the pool's actors
@@ -151,7 +167,11 @@ class SupervisedPool:
         self._spawn = spawn
         self._document_of = document_of
         self._describe = describe
-        self._idle: asyncio.Queue[_Member] = asyncio.Queue()
+        # Members that have started, one entry per call they may take; None wakes a caller
+        # when an actor cannot start at all (`_start_error`).
+        self._idle: asyncio.Queue[_Member | None] = asyncio.Queue()
+        self._admissions: set[asyncio.Task[None]] = set()
+        self._start_error: RunError | None = None
         self._members: list[_Member] = []
         self._watchers: list[asyncio.Future[None]] = []
         for handle, documents in list(claimed)[:size]:
@@ -171,23 +191,25 @@ class SupervisedPool:
         return self._started
 
     async def keep_started(self, timeout_s: float) -> None:
-        """Wait up to `timeout_s` for every actor to answer `ready` (warming up); kill the
-        ones that have not (the cluster has no room for them now) and any that cannot
-        start, so the pool keeps only actors that run."""
-        members = list(self._members)
-        starting = {
-            asyncio.ensure_future(self._wait_started(m)): m for m in members if not m.is_ready
-        }
-        if not starting:
-            return
-        done, pending = await asyncio.wait(starting, timeout=timeout_s)
-        for future in pending:
-            future.cancel()
-        for future in done:
-            if future.exception() is not None:
-                pending.add(future)
-        for future in pending:
-            self._kill(starting[future])
+        """Wait up to `timeout_s` for every actor to start (warming up); kill the ones that
+        have not (the cluster has no room for them now), so the pool keeps only actors
+        that run."""
+        if self._admissions:
+            await asyncio.wait(set(self._admissions), timeout=timeout_s)
+        for member in list(self._members):
+            if not member.is_ready:
+                self._kill(member)
+
+    def replan(self, spawn: Callable[[], Any], size: int) -> None:
+        """The cluster changed (a node was lost): `size` new actors made by `spawn` take the
+        place of the ones the pool has. One running a call ends it first."""
+        self._spawn = spawn
+        for member in list(self._members):
+            member.retired = member.replanned = True
+            if member.in_flight == 0:
+                self._kill(member)
+        for _ in range(size):
+            self._add_member()
 
     def rss_bytes(self) -> list[int]:
         """The RSS each live actor reported with its last result (0: no result yet)."""
@@ -231,13 +253,20 @@ class SupervisedPool:
                         f"the {self.phase} actor died while on them, {strikes} times "
                         "(a crash, or the node's out-of-memory killer)",
                     ) from None
+                self.incidents.redo(self.phase, document, self._describe(args), died.reason)
             finally:
                 self._give_back(member)
         raise self._error(args, f"gave up after {MAX_ATTEMPTS} {self.phase} actors died")
 
     async def _take(self, document: str) -> _Member:
+        """A started actor free to take a call for `document`; one that has not started
+        (or cannot be placed for now) takes none."""
         while True:
             member = await self._idle.get()
+            if member is None:
+                self._idle.put_nowait(None)  # for the next caller too
+                assert self._start_error is not None
+                raise self._start_error
             if member.retired:
                 continue  # a slot of an actor that left
             if document not in member.documents and (
@@ -290,7 +319,7 @@ class SupervisedPool:
         if member.is_ready:
             return
         try:
-            await member.ready
+            member.node = (await member.ready)["node"]
             member.is_ready = True
         except RayActorError as exc:
             if "creation task" not in str(exc):
@@ -302,12 +331,18 @@ class SupervisedPool:
             raise RunError(self.phase, f"the {self.phase} actor cannot start: {exc}") from None
 
     def _died(self, member: _Member, *, blamed: bool) -> _ActorDied:
-        """An actor the pool did not kill died: replace it; its call may be to blame."""
+        """An actor the pool did not kill died: replace it. Its call may be to blame,
+        unless its node died (Ray declared it dead: a machine lost, not the document's
+        doing)."""
         if member.killed:
-            return _ActorDied(blamed=False)
+            return _ActorDied(blamed=False, replanned=member.replanned)
+        node_lost = not node_is_alive(member.node)
         if not member.dead:
             self._replace(member, after="death")
-        return _ActorDied(blamed=blamed)
+        if node_lost:  # after the replacement: the run may plan every pool again now
+            assert member.node is not None
+            self.incidents.node_lost(member.node)
+        return _ActorDied(blamed=blamed and not node_lost, node_lost=node_lost)
 
     def _replace(self, member: _Member, *, after: str) -> None:
         """Take an actor out now (it hangs or died) and start its replacement."""
@@ -353,11 +388,28 @@ class SupervisedPool:
             documents_before=documents_before,
         )
         self._members.append(member)
-        self._idle.put_nowait(member)  # its one slot
+        admission = asyncio.ensure_future(self._admit(member))
+        self._admissions.add(admission)
+        admission.add_done_callback(self._admissions.discard)
+
+    async def _admit(self, member: _Member) -> None:
+        """Give the actor its one slot once it has started."""
+        try:
+            await self._wait_started(member)
+        except _ActorDied:
+            return  # replaced: the replacement is admitted in its turn
+        except RunError as exc:  # the constructor raised: no actor of this pool can start
+            self._start_error = exc
+            self._idle.put_nowait(None)
+            return
+        if not member.retired:
+            self._idle.put_nowait(member)
 
     async def release(self, *, park: bool) -> None:
         """The run is over: park the actors that are idle and healthy for the next run (when
         `park`), kill the others."""
+        for admission in list(self._admissions):
+            admission.cancel()
         parking = []
         for member in list(self._members):
             if park and self._can_park(member):
@@ -425,11 +477,12 @@ class SupervisedActor:
         self._idle_s = settings.parser_idle_s
         self._idle = IdleTimer(settings.parser_idle_s, should_leave=self._unused)
 
-    async def ready(self) -> int:
-        """Readiness probe: answers once the constructor ran; the process id, for tests.
-        Its pool calls it first, so this is where the idle check starts."""
+    async def ready(self) -> dict[str, Any]:
+        """Readiness probe: answers once the constructor ran, with where the actor runs
+        (its process, its Ray node: a pool tells a lost node from a crash by it). Its pool
+        calls it first, so this is where the idle check starts."""
         self._idle.watch()
-        return os.getpid()
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
 
     async def measured(self, method: str, *args: Any) -> tuple[Any, int]:
         """Run `method` and report this process's RSS with its result (for recycling)."""

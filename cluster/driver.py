@@ -27,8 +27,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.embed_pool import embed_pool
 from actors.fetch import FetchedDocument
+from actors.incidents import RunIncidents, node_is_alive
 from actors.layout import CHUNK_OVERLAP_WORDS, CHUNK_WORDS
-from actors.parser_pools import parser_pools
+from actors.parser_pools import parser_pools, parser_spawners
 from actors.pool import ActorPool, PoolPlan, page_batch, plan_pools
 from actors.progress import ProgressAggregator
 from actors.spares import keeps_parsers, ontology_actor
@@ -43,6 +44,9 @@ from core.settings import Settings
 from core.workspaces import find_workspace
 
 PIPELINE_VERSION = 1
+# A batch whose embed actor died under it this many times (each time on a new pool) fails
+# its document.
+EMBED_ATTEMPTS = 3
 HEARTBEAT_S = 10.0
 # Warming: a parser actor not started by then has no room on the cluster and is not kept.
 WARM_START_TIMEOUT_S = 30.0
@@ -82,6 +86,7 @@ class RunSummary:
     phase_seconds: dict[str, float] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    incidents: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,6 +99,7 @@ class RunActors:
     embed: ActorPool
     ontology: Any
     aggregator: Any
+    incidents: RunIncidents = field(default_factory=RunIncidents)
 
     async def release(self, settings: Settings) -> None:
         """The run is over: parser actors are parked for the next run or killed (see
@@ -173,8 +179,9 @@ def run_frame(settings: Settings, plan: PoolPlan, aggregator: Any) -> RunFrame:
 
 async def create_pools(settings: Settings, frame: RunFrame) -> RunActors:
     """The run's actors: the frame's, and parser pools of parked actors (claimed) or new."""
+    incidents = RunIncidents()
     fetch, render, analyze = await parser_pools(
-        settings, frame.plan, settings_hash(settings), frame.aggregator
+        settings, frame.plan, settings_hash(settings), frame.aggregator, incidents
     )
     return RunActors(
         fetch=fetch,
@@ -183,6 +190,7 @@ async def create_pools(settings: Settings, frame: RunFrame) -> RunActors:
         embed=frame.embed,
         ontology=frame.ontology,
         aggregator=frame.aggregator,
+        incidents=incidents,
     )
 
 
@@ -208,6 +216,8 @@ class IndexRun:
         self._skipped = 0
         self._phase = "fetch"
         self._embed_ready: asyncio.Future[None] | None = None
+        self._embed_nodes: set[str] = set()  # where this run's embed actors ran
+        pools.incidents.on_node_lost = self._node_lost
         self._analysis = AnalysisBarrier([])
 
     async def execute(
@@ -266,6 +276,7 @@ class IndexRun:
             seconds=time.monotonic() - started,
             phase_seconds=dict(self._clock.seconds),
             error=error,
+            incidents=self._pools.incidents.as_document(),
         )
 
     async def _stop_ontology(self, ontology: asyncio.Task[int]) -> None:
@@ -374,10 +385,8 @@ class IndexRun:
         args = (self._workspace_id, fetched.document_id, fetched.gridfs_id, fetched.sha256, pages)
         try:
             chunks = await self._parse_batch(args)
-            await self._embed_pool_started()
-            embed_args = (self._settings.mongodb_db, self._pools.aggregator, fetched.document_id)
-            await self._timed("embed", self._pools.embed.call("embed", *embed_args, pages, chunks))
-        except RayActorError:  # an embed actor died and Ray's retries are spent
+            await self._embed(fetched.document_id, pages, chunks)
+        except RayActorError:  # embed actors died under this batch EMBED_ATTEMPTS times
             error = DocumentError("embed", f"{pages_label(pages)}: the embed actor died")
             await self._document_failed(fetched.document_id, error)
             raise error from None
@@ -397,19 +406,80 @@ class IndexRun:
         finally:
             self._analysis.batch_analyzed()
 
-    async def _embed_pool_started(self) -> None:
-        """An embed pool that cannot start (a model that does not load) fails the run, not
-        each document in turn: asked once, shared by every batch."""
+    async def _embed(self, document_id: str, pages: list[int], chunks: list[Any]) -> None:
+        """Embed and store a batch. An embed actor that dies under it (a crash, or its node
+        lost) is not restarted by Ray, which would wait forever for a GPU node that is gone:
+        the pool is made again for the cluster as it is now, and the batch sent again."""
+        for attempt in range(1, EMBED_ATTEMPTS + 1):
+            pool = await self._embed_pool_started()
+            args = (self._settings.mongodb_db, self._pools.aggregator, document_id, pages, chunks)
+            try:
+                await self._timed("embed", pool.call("embed", *args))
+                return
+            except RayActorError:
+                if attempt == EMBED_ATTEMPTS:
+                    raise
+                reason = await self._replace_embed_pool(pool)
+                self._pools.incidents.redo("embed", document_id, pages_label(pages), reason)
+
+    async def _embed_pool_started(self) -> ActorPool:
+        """The embed pool, once its actors answered. One that cannot start (a model that
+        does not load) fails the run, not each document in turn: asked once per pool,
+        shared by every batch."""
         if self._embed_ready is None:
             self._embed_ready = asyncio.ensure_future(self._describe_embed_pool())
+        pool = self._pools.embed
         await asyncio.shield(self._embed_ready)
+        return pool
 
     async def _describe_embed_pool(self) -> None:
         try:
-            await asyncio.gather(*(a.describe.remote() for a in self._pools.embed.actors))
+            described = await asyncio.gather(
+                *(a.describe.remote() for a in self._pools.embed.actors)
+            )
         except RayActorError as exc:
             reason = failure_message(exc)
             raise RunError("embed", f"the embed actors cannot start: {reason}") from None
+        self._embed_nodes.update(d["node"] for d in described)
+
+    def _node_lost(self, node_id: str) -> None:
+        """A node of the run is gone: pools sized for what is left (see `_replan`), at once,
+        so that the call that noticed it is sent again to the new ones."""
+        self._replan()
+
+    def _replan(self) -> None:
+        """Pools sized for what is left: the actors of the old plan no longer fit (those on
+        the lost node die, their replacements would wait for room the survivors hold). New
+        parser actors take the place of the old ones (a call running ends first), a new
+        embed pool that of the old one (its calls are sent again), and the ontology actor
+        is the new plan's."""
+        plan = plan_pools(*cluster_size())
+        if plan == self._plan:
+            return
+        self._plan = plan
+        pools = self._pools
+        spawners = parser_spawners(
+            self._settings, plan, settings_hash(self._settings), pools.aggregator
+        )
+        for pool in (pools.fetch, pools.render, pools.analyze):
+            pool.replan(*spawners[pool.phase])
+        pools.embed = ActorPool(embed_pool(self._settings, plan), plan.embed_streams)
+        self._embed_ready = None
+
+    async def _replace_embed_pool(self, failed: ActorPool) -> str:
+        """A new embed pool for the cluster's resources now, unless another batch has made
+        one already; says why ("node lost", "actor died")."""
+        lost = [node for node in self._embed_nodes if not node_is_alive(node)]
+        for node in lost:
+            self._pools.incidents.node_lost(node)  # plans the pools again
+        if lost:
+            return "node lost"
+        if self._pools.embed is not failed:
+            return "re-planned"
+        plan = plan_pools(*cluster_size())
+        self._pools.embed = ActorPool(embed_pool(self._settings, plan), plan.embed_streams)
+        self._embed_ready = None
+        return "actor died"
 
     async def _timed(self, phase: str, call: Any) -> Any:
         self._clock.enter(phase)
@@ -666,4 +736,5 @@ def _job_fields(summary: RunSummary) -> dict[str, Any]:
         "failedDocuments": [
             {"documentId": k, "error": v} for k, v in summary.failed_documents.items()
         ],
+        "incidents": summary.incidents,
     }

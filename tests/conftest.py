@@ -355,7 +355,9 @@ class HeadProcess:
         self.orphans: list[int] = []
 
     def start(self) -> HeadProcess:
-        env = dict(os.environ)
+        # a fresh shell's environment: no RAY_AUTH_* either (a local `ray.init()` in this
+        # test process put RAY_AUTH_MODE into its own)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
         for name in ("REDIS_URL", "RAY_ADDRESS", "HEAD_URL", "MONGODB_URI"):
             env.pop(name, None)
         if self.settings.mongodb_uri is not None:  # else the head starts its embedded one
@@ -422,8 +424,9 @@ class HeadProcess:
 def head_processes(tmp_path: Path) -> Iterator[Any]:
     started: list[HeadProcess] = []
 
-    def start(settings: Settings) -> HeadProcess:
-        head = HeadProcess(settings, tmp_path / f"head-{len(started)}.log").start()
+    def start(settings: Settings, **extra_env: str) -> HeadProcess:
+        log = tmp_path / f"head-{len(started)}.log"
+        head = HeadProcess(settings, log, **extra_env).start()
         started.append(head)
         return head
 

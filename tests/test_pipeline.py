@@ -519,7 +519,8 @@ def parser_names(prefix: str = "parser-") -> set[str]:
 
 
 async def pids(actors: list[Any]) -> list[int]:
-    return sorted(await asyncio.gather(*(actor.ready.remote() for actor in actors)))
+    answers = await asyncio.gather(*(actor.ready.remote() for actor in actors))
+    return sorted(where["pid"] for where in answers)
 
 
 async def test_parser_actors_are_parked_for_the_next_run(local_ray, corpus, settings, db) -> None:

@@ -27,9 +27,11 @@ def simulated_run() -> Iterator[tuple[float, dict[str, Any]]]:
     while progress.pages_done < PAGES:
         if now >= 3.0:
             document = "a" if progress.pages_done < 30 else "b"
-            progress.record("render", document, 2)
-            progress.record("analyze", document, 2)
-            progress.pages_finished(document, 2)
+            first = progress.pages_done % 30 if document == "a" else progress.pages_done - 30
+            pages = [first, first + 1]
+            progress.record("render", document, pages)
+            progress.record("analyze", document, pages)
+            progress.pages_finished(document, pages)
         progress.observe(now)
         yield now, progress.payload(now)
         now += 0.5

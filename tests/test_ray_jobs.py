@@ -31,8 +31,10 @@ VENV_BIN = str(Path(sys.executable).parent)
 
 
 def node_env() -> dict[str, str]:
-    """The environment the cluster's nodes run with: secrets live here, not in job envs."""
-    env = dict(os.environ)
+    """The environment the cluster's nodes and our processes run with: secrets live here,
+    not in job envs. No RAY_AUTH_* variable: a fresh shell's (this test process has one
+    since a local `ray.init()` put it there)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     env.update(
         NEXTAUTH_SECRET=CLUSTER_SECRET, HF_HUB_OFFLINE="1", PATH=f"{VENV_BIN}:{env.get('PATH', '')}"
     )
@@ -173,6 +175,28 @@ async def test_index_attaches_to_a_token_cluster_with_no_auth_variable_set(
     assert process.returncode == 0, stderr.decode()[-3000:]
     workspace = await db.workspaces.find_one({})
     assert (workspace["indexStatus"], workspace["pageCount"]) == ("ready", 2)
+
+
+async def test_the_heads_runs_attach_to_a_token_cluster_with_no_auth_variable_set(
+    settings, ray_cluster, db, head_processes, session_cookie, connect_client, tmp_path
+) -> None:
+    """`indexer head` with RAY_ADDRESS naming the cluster, started from an environment with
+    no RAY_AUTH_* variable: its run driver attaches and the run completes."""
+    head = await asyncio.to_thread(
+        head_processes, settings, RAY_ADDRESS=ray_cluster["gcs"], PATH=node_env()["PATH"]
+    )
+    workspace_id = await workspace_with(db, tmp_path, [2])
+    client = await connect_client(head.url, session_cookie("alice"))
+    await client.join(workspace_id)
+    async with httpx.AsyncClient(base_url=head.url, timeout=60) as http:
+        started = await http.post(
+            f"/api/workspaces/{workspace_id}/index",
+            headers={"Cookie": session_cookie("alice"), "Content-Type": "application/json"},
+            content="{}",
+        )
+    assert started.status_code == 202, started.text
+    name, data = (await until_terminal(client))[-1]
+    assert (name, unstamped(data)) == ("index:ready", {"pageCount": 2})
 
 
 async def test_submit_wait_succeeds(
@@ -359,7 +383,6 @@ async def index_counts(db: Any) -> tuple[int, int, int]:
 async def test_retry_failed_reindexes_only_failed_documents(
     cluster_settings, ray_cluster, start_head, db, session_cookie, connect_client, tmp_path
 ) -> None:
-    assert not [name for name in os.environ if name.startswith("RAY_AUTH")]
     head = start_head(cluster_settings)  # small: the head's run driver, on the cluster's Ray
     workspace_id = await workspace_with(db, tmp_path, [2])
     late = tmp_path / "late.pdf"

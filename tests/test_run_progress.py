@@ -31,12 +31,12 @@ def simulate(
         progress.document_fetched(f"d{index}", pages, already_done=0)
         maybe()
     for index, pages in enumerate(pages_per_doc):
-        for _ in range(pages):
+        for page in range(pages):
             now += seconds_per_page * rng.uniform(0.5, 1.5)
             for phase in ("render", "analyze"):
-                progress.record(phase, f"d{index}", 1)
+                progress.record(phase, f"d{index}", [page])
                 maybe()
-            progress.pages_finished(f"d{index}", 1)
+            progress.pages_finished(f"d{index}", [page])
             maybe()
         # the 0.5 s ticker
         maybe()
@@ -58,12 +58,14 @@ def test_phase_is_earliest_unfinished() -> None:
     assert progress.phase == "fetch"
     progress.document_fetched("b", 1, already_done=0)
     assert progress.phase == "render"
-    progress.record("render", "a", 3)
+    progress.record("render", "a", [0, 1])
+    progress.record("render", "b", [0])
     assert progress.phase == "analyze"
-    progress.record("analyze", "a", 3)
+    progress.record("analyze", "a", [0, 1])
+    progress.record("analyze", "b", [0])
     assert progress.phase == "embed"
-    progress.pages_finished("a", 2)
-    progress.pages_finished("b", 1)
+    progress.pages_finished("a", [0, 1])
+    progress.pages_finished("b", [0])
     assert (progress.docs_done, progress.pages_done) == (2, 3)
 
 
@@ -71,15 +73,33 @@ def test_failed_document_leaves_totals() -> None:
     progress = RunProgress(docs_total=3)
     progress.document_fetched("a", 4, already_done=0)
     progress.document_fetched("b", 6, already_done=0)
-    progress.pages_finished("b", 2)
+    progress.pages_finished("b", [0, 1])
     progress.document_failed("b")
     progress.document_failed("c")  # failed in fetch
     assert progress.pages_total == 6
     assert progress.pages_done == 2
     assert progress.docs_done == 2
     assert progress.docs_failed == 2
-    progress.pages_finished("b", 4)  # late report of a failed document is ignored
+    progress.pages_finished("b", [2, 3, 4, 5])  # late report of a failed document: ignored
     assert progress.pages_done == 2
+
+
+def test_a_redone_batch_counts_once() -> None:
+    """A batch whose actor (or node) was lost after it reported is done again and reported
+    again: no phase counts its pages twice, and pagesDone never passes the total."""
+    progress = RunProgress(docs_total=1)
+    progress.document_fetched("a", 8, already_done=0)
+    for _ in range(2):  # the first attempt reported, then its actor died; the retry did too
+        progress.record("render", "a", [0, 1, 2, 3])
+        progress.record("analyze", "a", [0, 1, 2, 3])
+        progress.pages_finished("a", [0, 1, 2, 3])
+    payload = progress.payload(now=1.0)
+    assert (payload["pagesDone"], payload["docsDone"]) == (4, 0)
+    assert payload["phases"] == {"fetch": 1, "render": 4, "analyze": 4, "embed": 4}
+    progress.pages_finished("a", [2, 3, 4, 5, 6, 7])
+    assert (progress.pages_done, progress.docs_done) == (8, 1)
+    progress.pages_finished("a", [7])  # a late duplicate after the document is done
+    assert (progress.pages_done, progress.docs_done) == (8, 1)
 
 
 def test_resumed_pages_count_as_done() -> None:
@@ -100,7 +120,8 @@ def steady_run(
     batch_s = 4 / pages_per_s
     now = warm_up_s
     while now <= until and progress.pages_done < progress.pages_total:
-        progress.pages_finished("a", 4)
+        first = progress.pages_done
+        progress.pages_finished("a", range(first, first + 4))
         progress.observe(now)
         now += batch_s
 
@@ -129,7 +150,7 @@ def test_eta_grows_when_the_run_stalls_and_follows_a_new_rate() -> None:
     # 60 s at 5 pages/s: the 30 s window forgets the faster start
     now = 20.0
     while now < 80.0:
-        progress.pages_finished("a", 1)
+        progress.pages_finished("a", [progress.pages_done])
         progress.observe(now)
         now += 0.2
     assert progress.payload(now=80.0)["pagesPerSecond"] == pytest.approx(5.0, rel=0.1)
