@@ -16,8 +16,9 @@ whole numbers of CPUs however Ray places them.
 - With GPUs, one embed actor per GPU holds it and a CPU to feed it (less when CPUs are
   scarce: together never more than half of them), and render and analyze get every other
   CPU: a GPU embeds far faster than a CPU parses.
-- Render and analyze actors reserve a quarter CPU each on up to 4 CPUs, half on up to 16,
-  one above; fetch reserves none (it waits on I/O); the ontology actor a quarter.
+- Render and analyze actors reserve a quarter CPU each on up to 4 CPUs without a GPU, half
+  on up to 16, one above; fetch reserves none (it waits on I/O); the ontology actor what
+  is left, a quarter CPU or more.
 """
 
 from __future__ import annotations
@@ -75,9 +76,9 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
     return _cpu_plan(cpus)
 
 
-def parser_unit(cpus: float) -> float:
+def parser_unit(cpus: float, gpus: float = 0) -> float:
     """What one render or analyze actor reserves on a cluster of `cpus` CPUs."""
-    if cpus <= SMALL_CLUSTER_CPUS:
+    if cpus <= SMALL_CLUSTER_CPUS and not gpus:
         return 0.25
     return 0.5 if cpus <= MEDIUM_CLUSTER_CPUS else 1.0
 
@@ -85,9 +86,10 @@ def parser_unit(cpus: float) -> float:
 def _small_cpu_plan(cpus: float) -> PoolPlan:
     """One embed actor, one single-threaded stream per core; a quarter-CPU parser pair."""
     unit = parser_unit(cpus)
+    embed_cpus = max(0.25, math.floor(cpus - 2 * unit - ONTOLOGY_CPUS))
     return _plan(
-        cpus, parsers=2, unit=unit, embed_actors=1, embed_cpus=cpus - 2 * unit - ONTOLOGY_CPUS,
-        embed_gpus=0.0, threads=1, streams=int(cpus),
+        cpus, parsers=2, unit=unit, embed_actors=1, embed_cpus=embed_cpus, embed_gpus=0.0,
+        threads=1, streams=int(cpus),
     )  # fmt: skip
 
 
@@ -98,7 +100,7 @@ def _cpu_plan(cpus: float) -> PoolPlan:
     embedding = cpus - parsers * unit - ONTOLOGY_CPUS
     actors = max(1, round(embedding / CPU_EMBED_THREADS))
     per_actor = math.floor(embedding / actors)
-    parsers += int((embedding - actors * per_actor) // unit)  # the remainder parses
+    parsers += int((embedding - actors * per_actor) // unit)  # what is left parses
     return _plan(
         cpus, parsers=parsers, unit=unit, embed_actors=actors, embed_cpus=float(per_actor),
         embed_gpus=0.0, threads=per_actor, streams=1,
@@ -106,12 +108,11 @@ def _cpu_plan(cpus: float) -> PoolPlan:
 
 
 def _gpu_plan(cpus: float, gpus: int) -> PoolPlan:
-    """An embed actor per GPU with a CPU (or a half, a quarter) to feed it; every other
-    CPU to parsers."""
-    embed_cpus = next(
-        (share for share in (1.0, 0.5, 0.25) if gpus * share <= cpus / 2), 0.25 * cpus / gpus
-    )
-    unit = parser_unit(cpus)
+    """An embed actor per GPU with a CPU (or a half, a quarter, none) to feed it; every
+    other CPU to parsers."""
+    unit = parser_unit(cpus, gpus)
+    budget = min(cpus / 2, cpus - 2 * unit - ONTOLOGY_CPUS)
+    embed_cpus = next(share for share in (1.0, 0.5, 0.25, 0.0) if gpus * share <= budget)
     parsers = max(2, int((cpus - gpus * embed_cpus - ONTOLOGY_CPUS) // unit))
     return _plan(
         cpus, parsers=parsers, unit=unit, embed_actors=gpus, embed_cpus=embed_cpus,
@@ -130,8 +131,11 @@ def _plan(
     threads: int,
     streams: int,
 ) -> PoolPlan:
-    """Parsers split into render (the odd one: it costs a little more) and analyze."""
+    """Parsers split into render (the odd one: it costs a little more) and analyze; the
+    ontology actor takes what is left (a whole, half or quarter CPU)."""
     render, analyze = (parsers + 1) // 2, parsers // 2
+    left = cpus - parsers * unit - embed_actors * embed_cpus
+    ontology = next((share for share in (1.0, 0.5) if share <= left), ONTOLOGY_CPUS)
     return PoolPlan(
         fetch_actors=1 if cpus <= SMALL_CLUSTER_CPUS else 2,
         render_actors=render,
@@ -143,7 +147,7 @@ def _plan(
         embed_gpus=embed_gpus,
         embed_threads=threads,
         embed_streams=streams,
-        ontology_cpus=ONTOLOGY_CPUS,
+        ontology_cpus=ontology,
         max_batches_in_flight=batches_in_flight(analyze, embed_actors * streams),
     )
 

@@ -11,7 +11,7 @@ import pytest
 import ray
 import yaml
 
-from actors.pool import plan_pools
+from actors.pool import PoolPlan, plan_pools
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,21 +37,37 @@ def test_invalid_config_is_rejected() -> None:
         jsonschema.validate(config, json.loads(schema_path.read_text()))
 
 
-def test_pool_plan_fits_the_cluster() -> None:
-    for cpus, gpus in [(1, 0), (2, 0), (4, 0), (16, 0), (64, 0), (16, 4), (2, 1)]:
-        plan = plan_pools(cpus, gpus)
-        reserved = (
-            plan.render_actors * plan.render_cpus
-            + plan.analyze_actors * plan.analyze_cpus
-            + plan.embed_actors * plan.embed_cpus
-            + plan.ontology_cpus
-        )
-        assert reserved <= max(cpus, 1), (cpus, gpus, plan)
-        assert plan.embed_actors * plan.embed_gpus <= gpus
-        assert (plan.embed_gpus == 1) == (gpus >= 1)
-        # every encode stream and parser can have its next batch queued
-        parsers = plan.render_actors + plan.analyze_actors
-        assert plan.max_batches_in_flight > plan.encode_streams + parsers
+def reserved_cpus(plan: PoolPlan) -> float:
+    return (
+        plan.render_actors * plan.render_cpus
+        + plan.analyze_actors * plan.analyze_cpus
+        + plan.embed_actors * plan.embed_cpus
+        + plan.ontology_cpus
+    )
+
+
+@pytest.mark.parametrize("gpus", [0, 1, 4, 8])
+@pytest.mark.parametrize("cpus", [2, 4, 8, 16, 64])
+def test_pool_plan_uses_the_whole_cluster(cpus: int, gpus: int) -> None:
+    plan = plan_pools(cpus, gpus)
+    parser_cpus = plan.render_actors * plan.render_cpus + plan.analyze_actors * plan.analyze_cpus
+    # every CPU reserved, but a quarter at most
+    assert cpus - 0.25 <= reserved_cpus(plan) <= cpus, plan
+    # shares a node of whole CPUs packs: whole, half or quarter CPUs, or whole numbers
+    for share in (plan.render_cpus, plan.analyze_cpus, plan.embed_cpus, plan.ontology_cpus):
+        assert share in (0.0, 0.25, 0.5) or share == int(share), plan
+    if gpus:
+        assert plan.embed_actors == gpus  # the embed stage gets every GPU
+        assert plan.embed_gpus == 1.0
+        assert parser_cpus >= cpus / 2 - 1  # the parsers feed the GPUs
+    else:
+        assert plan.embed_gpus == 0.0
+        assert plan.embed_actors * plan.embed_threads * plan.embed_streams >= 0.75 * cpus
+        assert parser_cpus >= 0.5  # always a render and an analyze actor
+    assert plan.render_actors >= plan.analyze_actors >= 1
+    # every encode stream and parser can have its next batch queued
+    parsers = plan.render_actors + plan.analyze_actors
+    assert plan.max_batches_in_flight > plan.encode_streams + parsers / 2
 
 
 @pytest.fixture
