@@ -3,10 +3,11 @@
 Policy apart from mechanism: `plan_pools` only decides from the cluster's resources;
 `ActorPool` only hands out actor slots. Neither imports Ray.
 
-The sizing rule: embedding is the bottleneck (about 10x the CPU time of render + analyze per
-page on this model), so embed actors get the GPUs, or most of the CPUs; render and analyze
-get small fractional CPUs so they never starve the actors they feed, and the sum of all
-reservations stays under the cluster's CPUs (otherwise actors stay pending and a run stalls).
+The sizing rule: embedding is the bottleneck (most of a page's CPU time on a CPU node; see
+docs/BENCHMARKS.md, 'Pipeline throughput'), so embed actors get the GPUs, or most of the
+CPUs; render and analyze get small fractional CPUs so they never starve the actors they
+feed, and the sum of all reservations stays under the cluster's CPUs (otherwise actors stay
+pending and a run stalls).
 """
 
 from __future__ import annotations
@@ -55,11 +56,10 @@ def plan_pools(cpus: float, gpus: float) -> PoolPlan:
         embed_actors, embed_cpus, embed_gpus, threads = int(min(gpus, 8)), 1.0, 1.0, 1
     elif cpus <= 4:
         # One single-threaded encode stream per core: on cores shared with the parsers and
-        # MongoDB, torch's threads wait on each other at every barrier (bench/pipeline.py,
-        # --experiment embed-threads: 2 x 1 thread embedded the corpus in 77 CPU-s, 1 x 2
-        # threads in 107). The streams share one actor, which imports torch once
-        # (--experiment embed-processes). It reserves at most one logical CPU so the
-        # parsers and the ontology actor (a quarter each) always fit beside it.
+        # MongoDB, torch's threads of one stream would wait on each other at every barrier.
+        # The streams share one actor, which imports torch and sentence-transformers once
+        # (see docs/BENCHMARKS.md, 'Design choices'). It reserves at most one logical CPU so
+        # the parsers and the ontology actor (a quarter each) always fit beside it.
         embed_actors, embed_gpus, threads, streams = 1, 0.0, 1, int(cpus)
         embed_cpus = min(1.0, cpus - 3 * parser_cpus)
     else:

@@ -1,10 +1,10 @@
 """Parser actors kept between runs, so a run does not start them again.
 
-Starting a parser actor costs about 2 CPU-seconds (a worker process, Ray, MuPDF, PyMongo),
-and a run's fetch, render and analyze actors start before its first page can move: on a
-small cluster that is seconds of a short run (bench/pipeline.py). So a run ends by parking
-its healthy, idle parser actors (`SupervisedPool.release`), and the next run with the same
-settings and pool plan claims them by name instead of starting new ones.
+Starting a parser actor costs CPU-seconds (a worker process, Ray, MuPDF, PyMongo), and a
+run's fetch, render and analyze actors start before its first page can move: on a small
+cluster that is seconds of a short run (see docs/BENCHMARKS.md, 'Design choices'). So a run
+ends by parking its healthy, idle parser actors (`SupervisedPool.release`), and the next run
+with the same settings and pool plan claims them by name instead of starting new ones.
 
 - Parser actors are named `parser-{key}-{phase}-{id}` and detached, so they outlive the
   driver that started them; `key` (`actors.named.actor_key`) hashes the settings actors are

@@ -6,8 +6,8 @@ make it grow. The driver calls them through a `SupervisedPool` (same `call(metho
 as `actors.pool.ActorPool`), which:
 
 - **sends an actor one call at a time**, once it has answered `ready`. Ray does not promise
-  that an async actor runs queued calls in the order they were sent (a run showed a later
-  call overtaking an earlier one), so a call queued at a busy actor could neither be timed
+  that an async actor runs queued calls in the order they were sent (a later call can
+  overtake an earlier one), so a call queued at a busy actor could neither be timed
   nor blamed for what happened to it. The round trip between two calls costs a
   millisecond against tenths of a second of parsing;
 - **times each call** from the moment it is sent to its idle actor (waiting for a free
