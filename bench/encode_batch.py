@@ -4,7 +4,7 @@ Run from the repository root:
 
     .venv/bin/python bench/encode_batch.py [--documents 30] [--batches 110] [--rounds 3]
 
-The chunks of `bench/pipeline.py`'s generated corpus are encoded two ways, each at several
+The chunks of the generated corpus `bench/pipeline.py` indexes are encoded two ways, each at several
 batch sizes taken in turn (round after round, so every size sees the same load: this
 machine's speed drifts by 10% over minutes, so sizes timed one after the other in separate
 runs are not comparable):
@@ -28,34 +28,21 @@ text in each feed-forward layer).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from encode_streams import EncodeStreams
-from pipeline import analyze_document, read_and_open
+from harness import EncodeStreams, arguments, corpus_batches
 
-from cluster.sample_corpus import write_sample_workspace
 from core.embedding import DEFAULT_BATCH_SIZE, encode, load_model
 from core.settings import Settings
 
 SIZES = (1, 2, 4, 8, DEFAULT_BATCH_SIZE)
 Rounds = dict[int, list[tuple[float, float]]]
-
-
-def driver_batches(documents: int, limit: int) -> list[list[str]]:
-    """Chunk texts grouped as the driver sends them to the embed actor (first `limit`)."""
-    with tempfile.TemporaryDirectory(prefix="bench-encode-batch-") as tmp:
-        paths = write_sample_workspace(Path(tmp), documents=documents, pages_each=12)
-        batches = [b for p in paths for b in analyze_document(read_and_open(p)) if b]
-    return batches[:limit]
 
 
 def timed(work: Callable[[], Any]) -> tuple[float, float]:
@@ -75,7 +62,7 @@ def in_turn(work: Callable[[int], Any], rounds: int) -> Rounds:
 
 
 def actor_streams(model_name: str, batches: list[list[str]], rounds: int) -> Rounds:
-    """A stream per core, as EmbedActor's (`encode_streams`)."""
+    """A stream per core, as EmbedActor's (`harness.EncodeStreams`)."""
     models = [load_model(model_name, "cpu") for _ in range(os.cpu_count() or 1)]
     with EncodeStreams(models) as streams:
         streams.encode_all(batches[: len(models)], DEFAULT_BATCH_SIZE)  # warm-up
@@ -125,14 +112,13 @@ def report(what: str, results: Rounds) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--documents", type=int, default=30, help="PDFs in the corpus")
+    parser = arguments(__doc__, documents=30)
     parser.add_argument("--batches", type=int, default=110, help="driver batches encoded")
     parser.add_argument("--rounds", type=int, default=3, help="times each size is timed")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    batches = driver_batches(args.documents, args.batches)
+    batches = corpus_batches(args)[: args.batches]
     texts = [text for batch in batches for text in batch]
     model_name = Settings().embed_model
     cores = os.cpu_count() or 1
