@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +55,6 @@ STRIKES_TO_FAIL = 2
 # Deaths a call did not cause (its actor died before the call was sent) are retried, but
 # not forever.
 MAX_ATTEMPTS = 6
-HISTORY_KEPT = 10_000
 # Parser actors take claim and park calls in a concurrency group of their own, so a run
 # looking for parked actors is never queued behind another run's page on a busy one.
 CONTROL_GROUP = "control"
@@ -82,13 +79,12 @@ class ParserLimits:
 
 @dataclass(frozen=True)
 class Recycle:
-    """One actor retired by the pool, and why: what the memory benchmark plots."""
+    """One actor retired by the pool, and why (`"documents"` or `"rss"`)."""
 
     phase: str
     reason: str
     rss_bytes: int
     documents: int
-    at: float
 
 
 @dataclass(eq=False)
@@ -106,7 +102,6 @@ class _Member:
     dead: bool = False
     last_rss: int = 0
     running: str | None = None  # the document of the call it is running now
-    number: int = 0  # 1, 2, ... in the order the pool started its actors
 
 
 class _ActorDied(Exception):
@@ -143,8 +138,6 @@ class SupervisedPool:
         self.phase = phase
         self.limits = limits
         self.recycles: list[Recycle] = []
-        # (time, actor number, RSS) after each call: the memory curve of the pool's actors
-        self.history: deque[tuple[float, int, int]] = deque(maxlen=HISTORY_KEPT)
         self._started = 0
         self.replaced_after_death = 0
         self.replaced_after_timeout = 0
@@ -265,7 +258,6 @@ class SupervisedPool:
         finally:
             self._set_running(member, None)
         member.last_rss = rss
-        self.history.append((time.time(), member.number, rss))
         if rss > self.limits.recycle_rss_bytes and not member.retired:
             self._retire(member, "rss")
         return value
@@ -311,9 +303,7 @@ class SupervisedPool:
     def _retire(self, member: _Member, reason: str) -> None:
         """Recycle: no new call; killed once its call in flight has ended."""
         member.retired = True
-        self.recycles.append(
-            Recycle(self.phase, reason, member.last_rss, len(member.documents), time.time())
-        )
+        self.recycles.append(Recycle(self.phase, reason, member.last_rss, len(member.documents)))
         self._add_member()
         if member.in_flight == 0:
             self._kill(member)
@@ -334,7 +324,6 @@ class SupervisedPool:
         member = _Member(
             handle=handle,
             ready=handle.ready.remote(),
-            number=self._started,
             documents_before=documents_before,
         )
         self._members.append(member)
