@@ -1,7 +1,5 @@
 """Encoding with glibc's default thresholds against `actors.allocator.keep_freed_memory`.
 
-Run from the repository root:
-
     .venv/bin/python bench/encode_allocator.py [--pairs 2] [--chunks 400]
 
 The embed actor's setting is for its whole process and cannot be undone, so each variant

@@ -1,25 +1,20 @@
 """Texts per forward pass on a CPU: what `core.embedding.batch_size_for` is chosen from.
 
-Run from the repository root:
-
     .venv/bin/python bench/encode_batch.py [--documents 30] [--batches 110] [--rounds 3]
 
-The chunks of the generated corpus `bench/pipeline.py` indexes are encoded two ways, each at several
-batch sizes taken in turn (round after round, so every size sees the same load: this
-machine's speed drifts by 10% over minutes, so sizes timed one after the other in separate
-runs are not comparable):
+The chunks of the generated corpus `bench/pipeline.py` indexes, encoded two ways at 1, 2,
+4, 8 and 32 texts a pass, the sizes taken in turn round after round (the machine's speed
+drifts within minutes, so sizes timed in separate runs are not comparable):
 
-- "actor": as the embed actor on this machine does it: one encode stream per core, each a
-  thread with its own model and one torch thread, fed one `encode` call per driver page
-  batch (`PAGE_BATCH` pages of a document, about 6 chunks);
+- "actor": as the embed actor does it: one encode stream per core, each a thread with its
+  own model and one torch thread, one `encode` call per driver page batch;
 - "ceiling": every core's torch threads, one `encode` call over all the chunks, as
   `bench/pipeline.py`'s (c).
 
-It prints seconds and CPU seconds per size (mean and best of the rounds), each size's mean
-against sentence-transformers' default of 32 texts a pass, the padding tokens each size
-adds (per driver batch and all at once), and the largest difference
-between the vectors of the smallest size and of 32 (padding changes the arithmetic, not
-the result).
+Printed: seconds and CPU seconds per size (mean and best of the rounds), each size's mean
+against sentence-transformers' default of 32, the padding tokens each size adds (per driver
+batch and all at once), and the largest difference between the vectors at 1 and at 32
+texts a pass (padding changes the arithmetic, not the result).
 
 Why small batches can win on a CPU: a batch is padded to its longest text, and its
 activations leave the cache as the batch grows (at the model's 256 tokens, 1.5 MB per

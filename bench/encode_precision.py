@@ -1,7 +1,5 @@
 """float32 against bfloat16 for the embed actor's encode, as it encodes on a CPU.
 
-Run from the repository root:
-
     .venv/bin/python bench/encode_precision.py [--documents 30] [--rounds 2]
 
 The generated corpus' chunks (`cluster.sample_corpus`, analysed as the pipeline analyses

@@ -95,8 +95,8 @@ class RssSampler:
 
 
 def curve(samples: list[tuple[float, str, int, int]], phase: str, end: float) -> list[str]:
-    """The highest RSS (MB) in each tenth of the run, "+" where a new process appeared;
-    then the peak and the number of processes."""
+    """The highest RSS (MB) in each tenth of the run ("-": no actor up yet), "+" where a new
+    process appeared; then the peak and the number of processes."""
     ours = [(at, pid, rss) for at, p, pid, rss in samples if p == phase]
     seen: set[int] = set()
     cells = []
@@ -105,7 +105,8 @@ def curve(samples: list[tuple[float, str, int, int]], phase: str, end: float) ->
         new = {pid for _, pid, _ in window} - seen
         mark = "+" if seen and new else ""
         seen |= new
-        cells.append(f"{max((rss for *_, rss in window), default=0) / MB:.0f}{mark}")
+        top = max((rss for *_, rss in window), default=None)
+        cells.append("-" if top is None else f"{top / MB:.0f}{mark}")
     peak = max((rss for *_, rss in ours), default=0) / MB
     return [phase, *cells, f"{peak:.0f}", str(len({pid for _, pid, _ in ours}))]
 

@@ -9,8 +9,8 @@ One generated corpus (`cluster.sample_corpus`: 30 PDFs, 390 pages), measured thr
     loads the model in its time. Later runs index the corpus into a new workspace of the
     same database and find the embed pool up and the parser actors parked, as every run
     after the first does on a long-lived cluster.
-(b) The same per-page work in this process, phase after phase, nothing stored
-    (`harness.plain_work`), torch on every core; with and without loading the model.
+(b) The same per-page work in this process, document after document, nothing stored
+    (`harness.plain_work`), torch on every core, loading the model included.
 (c) `encode` alone over the same chunks, model loaded, torch on every core, in the
     arithmetic the embed actor picks, at the batch size `encode` picks and at
     sentence-transformers' 32; the faster is the ceiling. It is timed right after every run
@@ -54,9 +54,10 @@ from core.embedding import DEFAULT_BATCH_SIZE, batch_size_for, encode, load_mode
 from core.settings import Settings
 
 RAY_CPUS = 2
+Timed = tuple[float, CpuMeter]  # seconds, and CPU by process meanwhile
 
 
-def ceiling(model: Any, texts: list[str], precision: str) -> tuple[float, CpuMeter]:
+def ceiling(model: Any, texts: list[str], precision: str) -> Timed:
     """(c): the fastest of one `encode` over all texts at each batch size, after a warm-up."""
     encode(model, texts[:DEFAULT_BATCH_SIZE], precision=precision)
     seconds = []
@@ -68,40 +69,46 @@ def ceiling(model: Any, texts: list[str], precision: str) -> tuple[float, CpuMet
     return min(seconds), meter
 
 
-def plain(paths: list[Path], model_name: str, precision: str) -> tuple[Any, float, float]:
-    """(b): the model, and the seconds of loading it and of the per-page work, on every core."""
+def plain(paths: list[Path], precision: str) -> tuple[Any, float, Timed]:
+    """(b) on every core: the model, the seconds to load it, and the whole of (b)."""
     torch.set_num_threads(os.cpu_count() or 1)
-    started = time.perf_counter()
-    model = load_model(model_name, "cpu")
-    loaded = time.perf_counter()
-    for path in paths:
-        plain_work(path, model, dpi=Settings().render_dpi, precision=precision)
-    return model, loaded - started, time.perf_counter() - loaded
+    with CpuMeter() as meter:
+        started = time.perf_counter()
+        model = load_model(Settings().embed_model, "cpu")
+        load_s = time.perf_counter() - started
+        for path in paths:
+            plain_work(path, model, dpi=Settings().render_dpi, precision=precision)
+        seconds = time.perf_counter() - started
+    return model, load_s, (seconds, meter)
 
 
-def report(runs: list[TimedRun], ceilings: list[float], plain_s: tuple[float, float]) -> None:
+def row(what: str, pages: int, timed: Timed) -> list[str]:
+    seconds, meter = timed
+    return [
+        what,
+        f"{seconds:.2f}",
+        f"{pages / seconds:.2f}",
+        f"{meter.own_cpu():.1f}",
+        f"{meter.foreign_load():.0%}",
+    ]
+
+
+def report(runs: list[TimedRun], ceilings: list[Timed], load_s: float, work: Timed) -> None:
     pages = runs[0].summary.pages
-    load_s, work_s = plain_s
-
-    def row(what: str, seconds: float, run: TimedRun | None = None) -> list[str]:
-        cpu = [f"{run.cpu.own_cpu():.1f}", f"{run.cpu.foreign_load():.0%}"] if run else ["", ""]
-        return [what, f"{seconds:.2f}", f"{pages / seconds:.2f}", *cpu]
-
     rows = [
-        row(f"(a) run {i} ({'cold' if i == 1 else 'warm'})", r.seconds, r)
+        row(f"(a) run {i}, {'cold' if i == 1 else 'warm'}", pages, (r.seconds, r.cpu))
         for i, r in enumerate(runs, 1)
     ]
-    rows.append(row("(b) plain process, model load included", load_s + work_s))
-    rows.append(row("(b) plain process, model loaded", work_s))
-    rows += [row(f"(c) encode alone, after run {i}", s) for i, s in enumerate(ceilings, 1)]
+    rows.append(row(f"(b) plain process ({load_s:.2f} s of it loading the model)", pages, work))
+    rows += [row(f"(c) encode alone, after run {i}", pages, c) for i, c in enumerate(ceilings, 1)]
     print_table(["measurement", "seconds", "pages/s", "own CPU s", "other load"], rows)
-    print()
     ratios = [
-        [i, f"{(load_s + work_s) / r.seconds:.2f}", f"{c / r.seconds:.2f}"]
+        [i, f"{work[0] / r.seconds:.2f}", f"{c[0] / r.seconds:.2f}"]
         for i, (r, c) in enumerate(zip(runs, ceilings, strict=True), 1)
     ]
+    print("\na/c paired: against (c) timed right after the run\n")
     print_table(["run", "a/b", "a/c paired"], ratios)
-    warm = [c / r.seconds for r, c in zip(runs[1:], ceilings[1:], strict=True)]
+    warm = [c[0] / r.seconds for r, c in zip(runs[1:], ceilings[1:], strict=True)]
     if warm:
         print(f"\nwarm runs, a/c paired: median {median(warm):.2f}, lowest {min(warm):.2f}\n")
     print_cpu({f"run {i}": run.cpu for i, run in enumerate(runs, 1)})
@@ -123,14 +130,14 @@ def main() -> None:
                 print(f"{len(texts)} chunks; plan on {RAY_CPUS} CPUs: {plan_pools(RAY_CPUS, 0)}")
                 settings = run_settings(mongo.uri, folder)
                 runs = [timed_index(settings, paths)]
-                model, *plain_s = plain(paths, Settings().embed_model, precision)
-                ceilings = [ceiling(model, texts, precision)[0]]
+                model, load_s, work = plain(paths, precision)
+                ceilings = [ceiling(model, texts, precision)]
                 for _ in range(args.runs - 1):
                     runs.append(timed_index(settings, paths))
-                    ceilings.append(ceiling(model, texts, precision)[0])
+                    ceilings.append(ceiling(model, texts, precision))
             finally:
                 ray.shutdown()
-    report(runs, ceilings, (plain_s[0], plain_s[1]))
+    report(runs, ceilings, load_s, work)
 
 
 if __name__ == "__main__":
