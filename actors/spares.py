@@ -87,13 +87,6 @@ async def remove_other_spares(keep: str, aggregator: Any) -> list[str]:
     return removed
 
 
-def remove_spares() -> list[str]:
-    """Kill every kept parser and ontology actor, parked or not; return their names. For a
-    benchmark that needs the cluster's CPUs back for something else (no run is going)."""
-    names = [*actor_names(f"{NAME_PREFIX}-"), *actor_names(f"{ONTOLOGY_PREFIX}-")]
-    return [name for name in names if kill_named(name)]
-
-
 async def _claim(name: str, aggregator: Any) -> tuple[Any, int] | None:
     try:
         handle = ray.get_actor(name, namespace=NAMESPACE)
