@@ -2,11 +2,10 @@
 
 Each forward pass of the model allocates the same few MB of activations and frees them.
 glibc serves blocks that large with fresh `mmap`s and trims the heap's free top back to
-the kernel, so every batch faults its activations in again, page by page: about a
-million minor faults and 2.5-5 CPU-s of kernel time per 400 chunks on two streams,
-where the setting leaves a hundredth of each (`bench/encode_allocator.py`). Raising the mmap
-and trim thresholds keeps those blocks in the heap for the next batch; the process holds
-at most its peak, which it reached anyway.
+the kernel, so every batch faults its activations in again, page by page, in kernel time.
+Raising the mmap and trim thresholds keeps those blocks in the heap for the next batch, so
+almost none of those faults are left (see docs/BENCHMARKS.md, 'The embed actor's allocator
+setting'); the process holds at most its peak, which it reached anyway.
 
 glibc only (Linux nodes); elsewhere the call reports that nothing changed.
 """

@@ -7,9 +7,9 @@ torch threads as it was sized for (Ray would otherwise pin it to `num_cpus` thre
 An actor can run several encode streams at once, each a thread with a model of its own: on
 a small CPU machine two single-threaded streams in one process embed as fast as two
 processes (torch releases the GIL in its kernels), and the process imports torch and
-sentence-transformers once instead of twice (bench/pipeline.py --experiment
-embed-processes). Each stream has its own model because a fast tokenizer is not safe to
-call from two threads at once (transformers sets its truncation state on every call).
+sentence-transformers once instead of twice (see docs/BENCHMARKS.md, 'Design choices').
+Each stream has its own model because a fast tokenizer is not safe to call from two
+threads at once (transformers sets its truncation state on every call).
 """
 
 from __future__ import annotations

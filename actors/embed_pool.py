@@ -42,10 +42,10 @@ def pool_actor_names() -> list[str]:
     return actor_names(f"{NAME_PREFIX}-")
 
 
-def remove_other_pools(*, keep: str | None) -> list[str]:
-    """Kill pool actors whose key is not `keep` (None: every pool); return their names."""
+def remove_other_pools(*, keep: str) -> list[str]:
+    """Kill pool actors whose key is not `keep`; return their names."""
     return [
         name
         for name in pool_actor_names()
-        if not (keep is not None and name.startswith(f"{NAME_PREFIX}-{keep}-")) and kill_named(name)
+        if not name.startswith(f"{NAME_PREFIX}-{keep}-") and kill_named(name)
     ]

@@ -1,9 +1,9 @@
 """PNG encoding of a rendered page, tuned for previews.
 
-MuPDF's own PNG writer (`Pixmap.tobytes("png")`) compresses at zlib's default level and took
-about 70% of the render phase's CPU. Previews are read by browsers once and stored once, so
-a cheaper level pays: level 2 with no row filter encodes a 72-dpi text page in less than half
-the time for about 20% more bytes (bench/pipeline.py measures the render phase).
+MuPDF's own PNG writer (`Pixmap.tobytes("png")`) compresses at zlib's default level, which
+costs most of the render phase's CPU. Previews are read by browsers once and stored once, so
+a cheaper level pays: level 2 with no row filter encodes a text page in much less time for
+somewhat more bytes (see docs/BENCHMARKS.md, 'Design choices').
 """
 
 from __future__ import annotations

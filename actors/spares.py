@@ -1,10 +1,10 @@
 """Parser actors kept between runs, so a run does not start them again.
 
-Starting a parser actor costs about 2 CPU-seconds (a worker process, Ray, MuPDF, PyMongo),
-and a run's fetch, render and analyze actors start before its first page can move: on a
-small cluster that is seconds of a short run (bench/pipeline.py). So a run ends by parking
-its healthy, idle parser actors (`SupervisedPool.release`), and the next run with the same
-settings and pool plan claims them by name instead of starting new ones.
+Starting a parser actor costs CPU-seconds (a worker process, Ray, MuPDF, PyMongo), and a
+run's fetch, render and analyze actors start before its first page can move: on a small
+cluster that is seconds of a short run (see docs/BENCHMARKS.md, 'Design choices'). So a run
+ends by parking its healthy, idle parser actors (`SupervisedPool.release`), and the next run
+with the same settings and pool plan claims them by name instead of starting new ones.
 
 - Parser actors are named `parser-{key}-{phase}-{id}` and detached, so they outlive the
   driver that started them; `key` (`actors.named.actor_key`) hashes the settings actors are
@@ -97,13 +97,6 @@ async def remove_other_spares(keep: str, aggregator: Any, names: list[str]) -> l
 def kept_actor_names() -> list[str]:
     """Names of the kept parser and ontology actors on the cluster (one call to Ray)."""
     return [n for n in actor_names("") if n.startswith((f"{NAME_PREFIX}-", f"{ONTOLOGY_PREFIX}-"))]
-
-
-def remove_spares() -> list[str]:
-    """Kill every kept parser and ontology actor, parked or not; return their names. For a
-    benchmark that needs the cluster's CPUs back for something else (no run is going)."""
-    names = [*actor_names(f"{NAME_PREFIX}-"), *actor_names(f"{ONTOLOGY_PREFIX}-")]
-    return [name for name in names if kill_named(name)]
 
 
 async def _claim(name: str, aggregator: Any) -> tuple[Any, int] | None:

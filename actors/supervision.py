@@ -6,8 +6,8 @@ make it grow. The driver calls them through a `SupervisedPool` (same `call(metho
 as `actors.pool.ActorPool`), which:
 
 - **sends an actor one call at a time**, once it has answered `ready`. Ray does not promise
-  that an async actor runs queued calls in the order they were sent (a run showed a later
-  call overtaking an earlier one), so a call queued at a busy actor could neither be timed
+  that an async actor runs queued calls in the order they were sent (a later call can
+  overtake an earlier one), so a call queued at a busy actor could neither be timed
   nor blamed for what happened to it. The round trip between two calls costs a
   millisecond against tenths of a second of parsing;
 - **times each call** from the moment it is sent to its idle actor (waiting for a free
@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +56,6 @@ STRIKES_TO_FAIL = 2
 # Deaths a call did not cause (its actor died before the call was sent) are retried, but
 # not forever.
 MAX_ATTEMPTS = 6
-HISTORY_KEPT = 10_000
 # Parser actors take claim and park calls in a concurrency group of their own, so a run
 # looking for parked actors is never queued behind another run's page on a busy one.
 CONTROL_GROUP = "control"
@@ -83,13 +80,12 @@ class ParserLimits:
 
 @dataclass(frozen=True)
 class Recycle:
-    """One actor retired by the pool, and why: what the memory benchmark plots."""
+    """One actor retired by the pool, and why (`"documents"` or `"rss"`)."""
 
     phase: str
     reason: str
     rss_bytes: int
     documents: int
-    at: float
 
 
 @dataclass(eq=False)
@@ -107,7 +103,6 @@ class _Member:
     dead: bool = False
     last_rss: int = 0
     running: str | None = None  # the document of the call it is running now
-    number: int = 0  # 1, 2, ... in the order the pool started its actors
     node: str | None = None  # the Ray node it runs on, once `ready` answered
     replanned: bool = False  # taken out because the cluster changed (see `replan`)
 
@@ -159,8 +154,6 @@ class SupervisedPool:
         self.incidents = incidents or RunIncidents()
         self.limits = limits
         self.recycles: list[Recycle] = []
-        # (time, actor number, RSS) after each call: the memory curve of the pool's actors
-        self.history: deque[tuple[float, int, int]] = deque(maxlen=HISTORY_KEPT)
         self._started = 0
         self.replaced_after_death = 0
         self.replaced_after_timeout = 0
@@ -309,7 +302,6 @@ class SupervisedPool:
         finally:
             self._set_running(member, None)
         member.last_rss = rss
-        self.history.append((time.time(), member.number, rss))
         if rss > self.limits.recycle_rss_bytes and not member.retired:
             self._retire(member, "rss")
         return value
@@ -361,9 +353,7 @@ class SupervisedPool:
     def _retire(self, member: _Member, reason: str) -> None:
         """Recycle: no new call; killed once its call in flight has ended."""
         member.retired = True
-        self.recycles.append(
-            Recycle(self.phase, reason, member.last_rss, len(member.documents), time.time())
-        )
+        self.recycles.append(Recycle(self.phase, reason, member.last_rss, len(member.documents)))
         self._add_member()
         if member.in_flight == 0:
             self._kill(member)
@@ -384,7 +374,6 @@ class SupervisedPool:
         member = _Member(
             handle=handle,
             ready=handle.ready.remote(),
-            number=self._started,
             documents_before=documents_before,
         )
         self._members.append(member)

@@ -1,17 +1,16 @@
-"""The embedded MongoDB server's CPU per write command as writes accumulate, with PyMongo's
+"""The embedded MongoDB server's CPU per write command as writes pile up, with PyMongo's
 retryable writes on (its default, which the indexer keeps) and off.
 
-SecantusDB records every retryable write for 30 minutes (up to 10,000) and scans the records
-on each write; one run of bench/pipeline.py (390 pages) sends it about 1,100 write commands.
-Two in-memory servers, side by side in one run: each gets the same write commands (a bulk
-upsert of 6 chunk documents, the shape of an analyze batch), one client with
-`retryWrites=true`, the other with `retryWrites=false`, and the server's CPU per command is
-measured at a few points along the way. The indexer keeps retryable writes on: the one
-automatic retry is what carries a run over a quick restart of the server
-(tests/test_faults.py::test_mongodb_restarted_at_once_the_run_resumes); a real mongod keeps
-one record per session, so the growth is the embedded stand-in's alone.
+    .venv/bin/python bench/embedded_writes.py [--commands 12000] [--sample 300]
 
-Run: .venv/bin/python bench/embedded_writes.py [--commands 12000] [--sample 300]
+SecantusDB records every retryable write for 30 minutes (up to 10,000) and scans the records
+on each write. Two in-memory servers side by side get the same write commands (a bulk upsert
+of 6 chunk documents, the shape of an analyze batch), one client with `retryWrites=true`,
+the other with `retryWrites=false`; the server's CPU per command is measured every 2,000
+commands. The indexer keeps retryable writes on: the one automatic retry carries a run over
+a quick restart of the server (tests/test_faults.py::
+test_mongodb_restarted_at_once_the_run_resumes); a real mongod keeps one record per
+session, so the growth is the embedded stand-in's alone.
 """
 
 from __future__ import annotations
@@ -20,18 +19,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import psutil
+from harness import arguments, cpu_seconds, print_table
 from pymongo import ASCENDING, MongoClient, UpdateOne
 
 from core.embedded_mongo import EmbeddedMongo
 
 CHUNKS_PER_COMMAND = 6
 CHUNK_TEXT = "word " * 166
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
 
 
 class Writer:
@@ -43,7 +37,7 @@ class Writer:
         )
         self._chunks = self._client.bench.chunks
         self._chunks.create_index([("documentId", ASCENDING), ("chunkNo", ASCENDING)], unique=True)
-        self._server = psutil.Process(server.pid)
+        self._server = server.pid
         self._next = 0
 
     def write(self, commands: int) -> None:
@@ -80,11 +74,8 @@ def measure(args: argparse.Namespace) -> None:
         ):
             on = Writer(server_on, retry_writes=True)
             off = Writer(server_off, retry_writes=False)
-            print(
-                f"server CPU ms per write command ({CHUNKS_PER_COMMAND} upserts), "
-                f"mean of {args.sample} commands"
-            )
-            print(f"{'commands before':>16} {'retryWrites on':>15} {'off':>8} {'on / off':>9}")
+            print(f"server CPU ms per write command, mean of {args.sample} commands\n")
+            print_table(["commands before", "retryWrites on", "off", "on / off"], [])
             done = 0
             for checkpoint in checkpoints:
                 on.write(checkpoint - done)
@@ -92,13 +83,14 @@ def measure(args: argparse.Namespace) -> None:
                 ms_on = on.ms_per_command(args.sample)
                 ms_off = off.ms_per_command(args.sample)
                 done = checkpoint + args.sample
-                print(f"{checkpoint:>16,} {ms_on:>15.2f} {ms_off:>8.2f} {ms_on / ms_off:>9.2f}")
+                row = [f"{checkpoint:,}", f"{ms_on:.2f}", f"{ms_off:.2f}", f"{ms_on / ms_off:.2f}"]
+                print("| " + " | ".join(row) + " |", flush=True)
             on.close()
             off.close()
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--commands", type=int, default=12_000, help="write commands in all")
     parser.add_argument("--sample", type=int, default=300, help="commands timed at each point")
     return parser.parse_args()

@@ -1,7 +1,5 @@
 """Encoding with glibc's default thresholds against `actors.allocator.keep_freed_memory`.
 
-Run from the repository root:
-
     .venv/bin/python bench/encode_allocator.py [--pairs 2] [--chunks 400]
 
 The embed actor's setting is for its whole process and cannot be undone, so each variant
@@ -25,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from harness import EncodeStreams, arguments
+
 STREAMS = 2
 CHUNKS_PER_BATCH = 7
 WORDS_PER_CHUNK = 166
@@ -42,7 +42,6 @@ def chunk_texts(count: int) -> list[str]:
 def child(variant: str, chunks: int) -> None:
     """Encode every batch once on STREAMS threads; print one JSON line of figures."""
     import torch
-    from encode_streams import EncodeStreams
 
     from actors.allocator import keep_freed_memory
     from core.embedding import load_model
@@ -77,7 +76,7 @@ def run_child(variant: str, chunks: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--pairs", type=int, default=2, help="default/kept child pairs")
     parser.add_argument("--chunks", type=int, default=400, help="chunks each child encodes")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)

@@ -1,25 +1,20 @@
 """Texts per forward pass on a CPU: what `core.embedding.batch_size_for` is chosen from.
 
-Run from the repository root:
-
     .venv/bin/python bench/encode_batch.py [--documents 30] [--batches 110] [--rounds 3]
 
-The chunks of `bench/pipeline.py`'s generated corpus are encoded two ways, each at several
-batch sizes taken in turn (round after round, so every size sees the same load: this
-machine's speed drifts by 10% over minutes, so sizes timed one after the other in separate
-runs are not comparable):
+The chunks of the generated corpus `bench/pipeline.py` indexes, encoded two ways at 1, 2,
+4, 8 and 32 texts a pass, the sizes taken in turn round after round (the machine's speed
+drifts within minutes, so sizes timed in separate runs are not comparable):
 
-- "actor": as the embed actor on this machine does it: one encode stream per core, each a
-  thread with its own model and one torch thread, fed one `encode` call per driver page
-  batch (`PAGE_BATCH` pages of a document, about 6 chunks);
+- "actor": as the embed actor does it: one encode stream per core, each a thread with its
+  own model and one torch thread, one `encode` call per driver page batch;
 - "ceiling": every core's torch threads, one `encode` call over all the chunks, as
   `bench/pipeline.py`'s (c).
 
-It prints seconds and CPU seconds per size (mean and best of the rounds), each size's mean
-against sentence-transformers' default of 32 texts a pass, the padding tokens each size
-adds (per driver batch and all at once), and the largest difference
-between the vectors of the smallest size and of 32 (padding changes the arithmetic, not
-the result).
+Printed: seconds and CPU seconds per size (mean and best of the rounds), each size's mean
+against sentence-transformers' default of 32, the padding tokens each size adds (per driver
+batch and all at once), and the largest difference between the vectors at 1 and at 32
+texts a pass (padding changes the arithmetic, not the result).
 
 Why small batches can win on a CPU: a batch is padded to its longest text, and its
 activations leave the cache as the batch grows (at the model's 256 tokens, 1.5 MB per
@@ -28,34 +23,21 @@ text in each feed-forward layer).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from encode_streams import EncodeStreams
-from pipeline import analyze_document, read_and_open
+from harness import EncodeStreams, arguments, corpus_batches
 
-from cluster.sample_corpus import write_sample_workspace
 from core.embedding import DEFAULT_BATCH_SIZE, encode, load_model
 from core.settings import Settings
 
 SIZES = (1, 2, 4, 8, DEFAULT_BATCH_SIZE)
 Rounds = dict[int, list[tuple[float, float]]]
-
-
-def driver_batches(documents: int, limit: int) -> list[list[str]]:
-    """Chunk texts grouped as the driver sends them to the embed actor (first `limit`)."""
-    with tempfile.TemporaryDirectory(prefix="bench-encode-batch-") as tmp:
-        paths = write_sample_workspace(Path(tmp), documents=documents, pages_each=12)
-        batches = [b for p in paths for b in analyze_document(read_and_open(p)) if b]
-    return batches[:limit]
 
 
 def timed(work: Callable[[], Any]) -> tuple[float, float]:
@@ -75,7 +57,7 @@ def in_turn(work: Callable[[int], Any], rounds: int) -> Rounds:
 
 
 def actor_streams(model_name: str, batches: list[list[str]], rounds: int) -> Rounds:
-    """A stream per core, as EmbedActor's (`encode_streams`)."""
+    """A stream per core, as EmbedActor's (`harness.EncodeStreams`)."""
     models = [load_model(model_name, "cpu") for _ in range(os.cpu_count() or 1)]
     with EncodeStreams(models) as streams:
         streams.encode_all(batches[: len(models)], DEFAULT_BATCH_SIZE)  # warm-up
@@ -125,14 +107,13 @@ def report(what: str, results: Rounds) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--documents", type=int, default=30, help="PDFs in the corpus")
+    parser = arguments(__doc__, documents=30)
     parser.add_argument("--batches", type=int, default=110, help="driver batches encoded")
     parser.add_argument("--rounds", type=int, default=3, help="times each size is timed")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    batches = driver_batches(args.documents, args.batches)
+    batches = corpus_batches(args)[: args.batches]
     texts = [text for batch in batches for text in batch]
     model_name = Settings().embed_model
     cores = os.cpu_count() or 1

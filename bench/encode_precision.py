@@ -1,7 +1,5 @@
 """float32 against bfloat16 for the embed actor's encode, as it encodes on a CPU.
 
-Run from the repository root:
-
     .venv/bin/python bench/encode_precision.py [--documents 30] [--rounds 2]
 
 The generated corpus' chunks (`cluster.sample_corpus`, analysed as the pipeline analyses
@@ -15,29 +13,18 @@ the two vectors of each chunk.
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from pipeline import analyze_document, read_and_open
+from harness import arguments, corpus_batches
 
-from cluster.sample_corpus import write_sample_workspace
 from core.embedding import encode, load_model, resolve_precision
 from core.settings import Settings
 
 PRECISIONS = ("float32", "bfloat16")
-
-
-def corpus_batches(documents: int) -> list[list[str]]:
-    with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
-        paths = write_sample_workspace(Path(tmp), documents=documents, pages_each=12)
-        batches = [b for p in paths for b in analyze_document(read_and_open(p))]
-    return [batch for batch in batches if batch]
 
 
 def encode_all(model: Any, batches: list[list[str]], precision: str) -> tuple[float, np.ndarray]:
@@ -48,12 +35,11 @@ def encode_all(model: Any, batches: list[list[str]], precision: str) -> tuple[fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--documents", type=int, default=30, help="PDFs in the corpus")
+    parser = arguments(__doc__, documents=30)
     parser.add_argument("--rounds", type=int, default=2, help="passes of each arithmetic")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    batches = corpus_batches(args.documents)
+    batches = corpus_batches(args)
     model = load_model(Settings().embed_model, "cpu")
     encode(model, batches[0])  # warm-up
     seconds: dict[str, list[float]] = {p: [] for p in PRECISIONS}

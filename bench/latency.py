@@ -14,7 +14,6 @@ runs 2..N, and head / plain.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
@@ -22,53 +21,43 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import socketio
-from harness import HeadProcess, latex_manual, median, other_load, plain_work, print_table
+from harness import (
+    HeadProcess,
+    RoomClient,
+    arguments,
+    latex_manual,
+    median,
+    new_workspace,
+    other_load,
+    plain_work,
+    print_table,
+)
 
-from cluster.documents import add_document
-from core.db import open_client
 from core.embedded_mongo import EmbeddedMongo
 from core.embedding import load_model, resolve_precision
 from core.settings import Settings
-from core.workspaces import create_workspace
 
 SIZES = (1, 10)
-OWNER = "bench-owner"
 EVENT_TIMEOUT_S = 120.0
-
-
-async def new_workspace(mongo_uri: str, pdf: Path) -> str:
-    client = open_client(mongo_uri)
-    try:
-        db = client["indexer"]
-        workspace_id = str(await create_workspace(db, name=pdf.stem, owner_id=OWNER, member_ids=[]))
-        added = await add_document(db, workspace_id, str(pdf), max_bytes=10**9)
-        assert added.error is None, added.error
-        return workspace_id
-    finally:
-        await client.close()
 
 
 async def timed_start(head: HeadProcess, workspace_id: str) -> tuple[float, float]:
     """(Start → index:started, Start → index:ready) in seconds."""
     events: asyncio.Queue[tuple[str, float]] = asyncio.Queue()
-    sio = socketio.AsyncClient(reconnection=False)
+    client = RoomClient(head.url)
 
-    @sio.on("*")
+    @client.sio.on("*")
     async def any_event(event: str, data: Any = None) -> None:
         await events.put((event, time.monotonic()))
 
-    cookie = head.cookie(OWNER)
-    await sio.connect(head.url, headers={"Cookie": cookie}, transports=["websocket"])
+    if not await client.connect(head.cookie()) or await client.join(workspace_id) is None:
+        raise RuntimeError(f"could not join the room of {workspace_id}")
     try:
-        await sio.emit("workspace:join", {"workspaceId": workspace_id})
-        while (await asyncio.wait_for(events.get(), EVENT_TIMEOUT_S))[0] != "workspace:joined":
-            pass
         async with httpx.AsyncClient(base_url=head.url) as http:
             started = time.monotonic()
             answer = await http.post(
                 f"/api/workspaces/{workspace_id}/index",
-                headers={"Cookie": cookie, "Content-Type": "application/json"},
+                headers={"Cookie": head.cookie(), "Content-Type": "application/json"},
                 content="{}",
             )
         answer.raise_for_status()
@@ -80,7 +69,7 @@ async def timed_start(head: HeadProcess, workspace_id: str) -> tuple[float, floa
             times.setdefault(event, at)
         return times["index:started"] - started, times["index:ready"] - started
     finally:
-        await sio.disconnect()
+        await client.disconnect()
 
 
 def plain_seconds(pdfs: dict[int, Path], runs: int) -> dict[int, list[float]]:
@@ -103,13 +92,13 @@ async def head_seconds(
         results: dict[int, list[tuple[float, float]]] = {}
         for pages, pdf in pdfs.items():
             for _ in range(runs):
-                workspace_id = await new_workspace(mongo.uri, pdf)
+                workspace_id = await new_workspace(mongo.uri, "indexer", [pdf])
                 results.setdefault(pages, []).append(await timed_start(head, workspace_id))
         return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))

@@ -1,18 +1,17 @@
 """Search latency over 50,000 chunks: exact top-k cosine as the head answers it.
 
-Builds a workspace of N chunks (default 50,000) with unit-norm 384-dim vectors stored as
-BSON binary vectors in an in-memory SecantusDB, then times, in one run:
-- the first search (loads the workspace's matrix from MongoDB and the query model),
-- warm searches (query embedding + matrix product + top-k + fetching the k chunks' text),
-- the matrix product and top-k alone.
-Run: .venv/bin/python bench/search.py [--chunks 50000] [--queries 20]
+    .venv/bin/python bench/search.py [--chunks 50000] [--queries 20]
+
+A workspace of N chunks with unit-norm 384-dim vectors stored as BSON binary vectors in an
+in-memory embedded MongoDB (indexes as the head creates them), searched by the head's
+`Searcher`. Printed: the first search (it loads the workspace's matrix from MongoDB and the
+query model), warm searches (query embedding, matrix product, exact top-k, the k chunks'
+text), and the matrix product and top-k alone.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -20,9 +19,11 @@ from pathlib import Path
 import numpy as np
 from bson import ObjectId
 from bson.binary import Binary, BinaryVectorDtype
+from harness import arguments, median, print_table
 
 from core.db import ensure_indexes, open_client
 from core.embedded_mongo import EmbeddedMongo
+from core.settings import Settings
 from head.search import Searcher
 
 DIMENSIONS = 384
@@ -70,10 +71,10 @@ async def main(chunks: int, queries: int) -> None:
         started = time.perf_counter()
         await fill(db, str(workspace["_id"]), chunks)
         print(f"stored {chunks} chunks in {time.perf_counter() - started:.1f}s")
-        searcher = Searcher("all-MiniLM-L6-v2")
+        searcher = Searcher(Settings().embed_model)
         started = time.perf_counter()
         await searcher.search(db, workspace, QUERIES[0], 10)
-        print(f"first search (matrix load + model load): {time.perf_counter() - started:.2f}s")
+        first = time.perf_counter() - started
         timings = []
         for index in range(queries):
             started = time.perf_counter()
@@ -81,23 +82,25 @@ async def main(chunks: int, queries: int) -> None:
             timings.append(time.perf_counter() - started)
         assert result["chunks"] == chunks
         assert len(result["results"]) == 10
-        matrix = np.random.default_rng(1).standard_normal((chunks, DIMENSIONS)).astype(np.float32)
-        query = matrix[0]
-        products = []
-        for _ in range(queries):
-            started = time.perf_counter()
-            np.argsort(-(matrix @ query), kind="stable")[:10]
-            products.append(time.perf_counter() - started)
-        print(
-            f"warm search, k=10, {chunks} chunks: p50 {statistics.median(timings) * 1000:.1f} ms,"
-            f" max {max(timings) * 1000:.1f} ms over {queries} queries"
-        )
-        print(f"  of which matrix product + top-k: p50 {statistics.median(products) * 1000:.1f} ms")
         await client.close()
+    matrix = np.random.default_rng(1).standard_normal((chunks, DIMENSIONS)).astype(np.float32)
+    products = []
+    for _ in range(queries):
+        started = time.perf_counter()
+        np.argsort(-(matrix @ matrix[0]), kind="stable")[:10]
+        products.append(time.perf_counter() - started)
+    print_table(
+        [f"{chunks} chunks, k=10", "ms"],
+        [
+            ["first search (loads the matrix and the query model)", f"{first * 1000:.0f}"],
+            [f"warm search, p50 of {queries}", f"{median(timings) * 1000:.1f}"],
+            ["of which matrix product + top-k, p50", f"{median(products) * 1000:.1f}"],
+        ],
+    )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--chunks", type=int, default=50_000)
     parser.add_argument("--queries", type=int, default=20)
     options = parser.parse_args()

@@ -474,11 +474,11 @@ def _terminate(proc: subprocess.Popen[bytes], port: int | None) -> None:
 
     * Its SIGTERM handler is a Python handler while its main thread sleeps in
       `Event.wait()`; when the kernel hands the signal to another thread the handler does
-      not run (about 1 stop in 3 here). So SIGTERM is repeated every RESIGNAL_INTERVAL_S
+      not run, and stops often meet that. So SIGTERM is repeated every RESIGNAL_INTERVAL_S
       until the port refuses connections, which shows the shutdown has begun.
     * Its accept thread sees the shutdown only when `accept()` returns, which closing the
-      socket does not cause on Linux, so stop would sit out a 2 s thread join. Connecting
-      to the port wakes it: stop takes ~0.1 s instead of ~2.1 s.
+      socket does not cause on Linux, so stop would sit out its 2 s thread join. Connecting
+      to the port wakes it, so stop does not wait for that join.
     """
     deadline = time.monotonic() + STOP_TIMEOUT_S
     signal_at = time.monotonic()

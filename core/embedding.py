@@ -20,7 +20,8 @@ OFFLINE_ENV = {
 }
 # Texts per forward pass. On a CPU, small batches embed faster: less padding to the longest
 # text of a batch, and its activations stay in cache (32 texts of 256 tokens fill 50 MB in
-# each feed-forward layer). Measured by bench/encode_batch.py: 2 texts per torch thread.
+# each feed-forward layer). 2 texts per torch thread: see docs/BENCHMARKS.md, 'Texts per
+# forward pass'.
 # A GPU wants large batches: sentence-transformers' default.
 CPU_TEXTS_PER_THREAD = 2
 DEFAULT_BATCH_SIZE = 32
@@ -61,9 +62,9 @@ def resolve_precision(setting: str, device: str) -> str:
     """The arithmetic the model runs in: "float32" or "bfloat16".
 
     "auto" is bfloat16 on a CPU with bfloat16 matrix instructions (AVX512-BF16 or AMX), where
-    oneDNN runs the model about 1.6x as fast and each vector keeps a cosine of 0.9999+ with
-    its float32 one (bench/encode_precision.py); float32 elsewhere: without them bfloat16 is
-    emulated, and on GPUs it is not measured here.
+    oneDNN runs the model in fewer CPU seconds and each vector stays within a hair of its
+    float32 one (see docs/BENCHMARKS.md, 'float32 against bfloat16'); float32 elsewhere:
+    without them bfloat16 is emulated, and on GPUs it is not measured.
     """
     if setting != "auto":
         return setting

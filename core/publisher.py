@@ -73,7 +73,8 @@ def make_publisher(
     """The publisher this deployment uses: Redis when configured, the head's HTTP path otherwise.
 
     The Redis one is imported only when configured: every run's aggregator starts a process
-    that calls this, and python-socketio with redis costs it ~0.4 CPU-s to import.
+    that calls this, and python-socketio, engineio, aiohttp and redis would be most of that
+    process's imports.
     """
     if settings.redis_url is not None:
         from core.redis_publisher import RedisEventPublisher

@@ -94,7 +94,7 @@ def _node(request: dict[str, Any]) -> str:
 def mint(node_modules: Path) -> Mint:
     """Mint a token with the real library for a cookie name (v5 salts with that name).
 
-    Identical requests share one token for the session (each `node` start costs ~0.2 s);
+    Identical requests share one token for the session (each `node` start is a process start);
     the only time-sensitive one, `max_age=-10`, is requested once.
     """
     minted: dict[str, str] = {}

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from core.errors import SettingsError
-from core.settings import Secret, load_settings
+from core.settings import Secret, Settings, load_settings
 
 
 def test_defaults() -> None:
@@ -39,6 +39,23 @@ def test_values_are_read() -> None:
     assert settings.head_url == "http://127.0.0.1:4100"
     assert settings.web_app_url == "https://app.example"
     assert settings.nextauth_secret == Secret("s3cr3t")
+
+
+def test_an_empty_environment_gives_the_declared_defaults() -> None:
+    assert load_settings({}) == Settings()
+
+
+def test_head_url_follows_the_port_unless_set() -> None:
+    assert Settings(port=4100).head_url == "http://127.0.0.1:4100"
+    assert Settings(port=4100, head_url="http://h:1").head_url == "http://h:1"
+    assert load_settings({"PORT": "4100", "HEAD_URL": "http://h:1/"}).head_url == "http://h:1"
+
+
+def test_blank_values_leave_the_default() -> None:
+    settings = load_settings({"RAY_JOBS_ADDRESS": "  ", "PORT": " ", "INDEXER_WARM": ""})
+    assert settings.ray_jobs_address is None
+    assert settings.port == 4000
+    assert settings.warm is True
 
 
 @pytest.mark.parametrize(
