@@ -91,6 +91,8 @@ async def test_a_run_across_nodes_equals_a_one_node_run(
     cluster, settings, db, pdfs, tmp_path
 ) -> None:
     workspace_id = await workspace_of(db, pdfs["small"])
+    reference_db = f"{settings.mongodb_db}_one_node"
+    await copy_workspace(settings, settings.mongodb_db, reference_db, workspace_id)
     placed: list[tuple[dict[str, set[str]], dict[str, Any]]] = []
 
     async def note_placement(actors: RunActors) -> None:
@@ -114,16 +116,14 @@ async def test_a_run_across_nodes_equals_a_one_node_run(
     parsers = where["RenderActor"] | where["AnalyzeActor"]
     assert head not in parsers
 
-    reference_db = f"{settings.mongodb_db}_one_node"
     await one_node_run(settings, reference_db, workspace_id, tmp_path)
     await same_index(db, db.client[reference_db], workspace_id)
     await db.client.drop_database(reference_db)
 
 
 async def one_node_run(settings: Any, database: str, workspace_id: str, tmp_path: Path) -> None:
-    """The same workspace indexed by `indexer index` on a local one-node Ray of its own,
-    into another database (its documents copied there first)."""
-    await copy_workspace(settings, settings.mongodb_db, database, workspace_id)
+    """The workspace copied to `database` indexed by `indexer index` on a local one-node
+    Ray of its own."""
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
     env.update(
@@ -145,7 +145,8 @@ async def one_node_run(settings: Any, database: str, workspace_id: str, tmp_path
 
 
 async def copy_workspace(settings: Any, source: str, target: str, workspace_id: str) -> None:
-    """Copy a workspace and its documents (with their GridFS bytes) to another database."""
+    """Copy a workspace not indexed yet, with its documents and their GridFS bytes, to
+    another database."""
     from pymongo import AsyncMongoClient
 
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri.reveal())
