@@ -20,7 +20,6 @@ from actors.spares import (
     claim_spares,
     keeps_parsers,
     kept_actor_names,
-    remove_other_spares,
     spawn_options,
 )
 from actors.supervision import ParserLimits, SupervisedPool, pages_label
@@ -74,13 +73,12 @@ async def parser_pools(
 ) -> tuple[SupervisedPool, SupervisedPool, SupervisedPool]:
     """(fetch, render, analyze) pools sized by `plan`, with the settings' limits: parked
     actors of an earlier run first (`actors.spares`), new ones for the rest. `incidents`
-    is where the run notes nodes lost and calls sent again."""
+    is where the run notes nodes lost and calls sent again. Parked actors of other keys
+    are removed with the run's frame (`cluster.driver.run_frame`)."""
     limits = ParserLimits.from_settings(settings)
     key = actor_key(settings, plan)
     spawners = parser_spawners(settings, plan, fingerprint, aggregator)
     names = kept_actor_names() if keeps_parsers(settings) else []
-    if names:
-        await remove_other_spares(key, aggregator, names)
     claims = await asyncio.gather(
         *(claim_spares(key, phase, spawners[phase][1], aggregator, names) for phase in PHASES)
     )

@@ -29,10 +29,11 @@ from actors.embed_pool import embed_pool
 from actors.fetch import FetchedDocument
 from actors.incidents import RunIncidents, node_is_alive
 from actors.layout import CHUNK_OVERLAP_WORDS, CHUNK_WORDS
+from actors.named import actor_key
 from actors.parser_pools import parser_pools, parser_spawners
 from actors.pool import ActorPool, PoolPlan, page_batch, plan_pools
 from actors.progress import ProgressAggregator
-from actors.spares import keeps_parsers, ontology_actor
+from actors.spares import keeps_parsers, kept_actor_names, ontology_actor, remove_other_spares
 from actors.supervision import SupervisedPool, pages_label
 from cluster.analysis_barrier import AnalysisBarrier
 from cluster.delivery_watch import DeliveryWatch
@@ -168,7 +169,12 @@ def new_aggregator(settings: Settings) -> Any:
     return ProgressAggregator.options(scheduling_strategy=here).remote(settings)
 
 
-def run_frame(settings: Settings, plan: PoolPlan, aggregator: Any) -> RunFrame:
+async def run_frame(settings: Settings, plan: PoolPlan, aggregator: Any) -> RunFrame:
+    """A run's frame for `plan`. Kept actors of other settings or another plan go first
+    (parked parsers, an ontology actor; `embed_pool` removes other embed pools): they would
+    hold the CPUs this frame's actors need, and wait for them forever."""
+    if keeps_parsers(settings):
+        await remove_other_spares(actor_key(settings, plan), aggregator, kept_actor_names())
     return RunFrame(
         plan=plan,
         aggregator=aggregator,
@@ -668,7 +674,7 @@ class RunDriver:
                 if frame.plan == plan:
                     return frame
                 ray.kill(frame.aggregator)
-        return run_frame(self._settings, plan, new_aggregator(self._settings))
+        return await run_frame(self._settings, plan, new_aggregator(self._settings))
 
     def _prepare_next(self, *, force: bool = False) -> None:
         if (self._prepare or force) and self._next is None:
@@ -679,7 +685,7 @@ class RunDriver:
         self._spare_aggregator = (
             asyncio.ensure_future(self._started_aggregator()) if self._prepare else None
         )
-        frame = run_frame(self._settings, plan_pools(*cluster_size()), await spare)
+        frame = await run_frame(self._settings, plan_pools(*cluster_size()), await spare)
         await frame.ready()
         return frame
 
