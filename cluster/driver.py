@@ -586,7 +586,7 @@ class RunDriver:
             self._prepare_next(force=True)
         assert self._next is not None
         try:
-            frame = await self._next
+            frame = await asyncio.shield(self._next)  # a warm given up leaves it for a run
             described = await frame.ready()
         except (RayActorError, RunError):
             self._next = None  # an actor left: the next `warm` or run prepares afresh

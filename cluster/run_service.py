@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 # While no run is going, the warm actors are asked this often whether they are still there
 # (an actor that left is started again); each question also counts as use, so they stay.
 KEEP_WARM_INTERVAL_S = 60.0
+# Warming that waits longer (actors that find no room on the cluster) is given up, and
+# tried again at the next interval; runs start their own actors meanwhile.
+WARM_TIMEOUT_S = 300.0
 
 
 class DriverService:
@@ -126,10 +129,14 @@ class DriverService:
         while True:
             if not self._runs:
                 try:
-                    embed = await self._driver.warm()
+                    embed = await asyncio.wait_for(self._driver.warm(), WARM_TIMEOUT_S)
                     self._say(event="warm", embed=embed)
                 except asyncio.CancelledError:
                     raise
+                except TimeoutError:
+                    error = f"warming took longer than {WARM_TIMEOUT_S:.0f} s (no room on Ray?)"
+                    logger.warning("%s", error)
+                    self._say(event="cold", error=error)
                 except Exception as exc:  # a run may still start its own actors
                     logger.warning("warming failed: %s", failure_message(exc))
                     self._say(event="cold", error=failure_message(exc))

@@ -189,19 +189,18 @@ async def same_index(db: Any, reference: Any, workspace_id: str) -> None:
 
 
 def kill_raylet(node: Any) -> int:
-    """SIGKILL the raylet of `node`, found by the port Ray says it listens on; its pid."""
-    port = next(n["NodeManagerPort"] for n in ray.nodes() if n["NodeID"] == node.node_id)
+    """SIGKILL the raylet of `node` (its command line names its node id); its pid."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         with contextlib.suppress(OSError):
             command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             if Path(command[0].decode()).name == "raylet" and (
-                f"--node_manager_port={port}".encode() in command
+                f"--node_id={node.node_id}".encode() in command
             ):
                 os.kill(int(entry), signal.SIGKILL)
                 return int(entry)
-    raise AssertionError(f"no raylet listens on {port}")
+    raise AssertionError(f"no raylet of node {node.node_id}")
 
 
 @pytest.mark.parametrize("lost", ["cpu", "gpu"])
