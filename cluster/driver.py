@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,8 @@ from core.errors import DocumentError, RunError
 from core.jobs import create_job, failure_message, finish_job_patiently, update_job
 from core.settings import Settings
 from core.workspaces import find_workspace
+
+logger = logging.getLogger(__name__)
 
 PIPELINE_VERSION = 1
 # A batch whose embed actor died under it this many times (each time on a new pool) fails
@@ -459,7 +462,9 @@ class IndexRun:
         parser actors take the place of the old ones (a call running ends first), a new
         embed pool that of the old one (its calls are sent again), and the ontology actor
         is the new plan's."""
-        plan = plan_pools(*cluster_size())
+        cpus, gpus = cluster_size()
+        plan = plan_pools(cpus, gpus)
+        logger.warning("a node was lost: pools planned again for %g CPUs and %g GPUs", cpus, gpus)
         if plan == self._plan:
             return
         self._plan = plan
