@@ -15,6 +15,11 @@ from typing import Any
 import ray
 
 
+def alive_nodes() -> set[str]:
+    """The ids of the nodes Ray counts as alive."""
+    return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+
+
 def node_is_alive(node_id: str | None) -> bool:
     """Whether Ray still counts the node as alive (True when the node is not known: only
     a node Ray has declared dead counts as lost)."""

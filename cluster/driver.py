@@ -28,7 +28,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.embed_pool import embed_pool
 from actors.fetch import FetchedDocument
-from actors.incidents import RunIncidents, node_is_alive
+from actors.incidents import RunIncidents, alive_nodes, node_is_alive
 from actors.layout import CHUNK_OVERLAP_WORDS, CHUNK_WORDS
 from actors.named import actor_key
 from actors.parser_pools import parser_pools, parser_spawners
@@ -49,8 +49,11 @@ logger = logging.getLogger(__name__)
 
 PIPELINE_VERSION = 1
 # A batch whose embed actor died under it this many times (each time on a new pool) fails
-# its document.
+# its document; an ontology build, its run.
 EMBED_ATTEMPTS = 3
+ONTOLOGY_ATTEMPTS = 3
+# How often a run looks for nodes Ray declared dead (see IndexRun._watch_nodes).
+NODE_CHECK_S = 1.0
 HEARTBEAT_S = 10.0
 # Warming: a parser actor not started by then has no room on the cluster and is not kept.
 WARM_START_TIMEOUT_S = 30.0
@@ -244,6 +247,7 @@ class IndexRun:
         announced = aggregator.start.remote(self._workspace_id, len(documents))
         self._analysis = AnalysisBarrier(str(d["_id"]) for d in documents)
         ontology = asyncio.create_task(self._ontology_once_analyzed())
+        watching = asyncio.create_task(self._watch_nodes())
         try:
             await asyncio.gather(announced, *(self._index_document(d) for d in documents))
             self._phase = "ontology"
@@ -252,10 +256,13 @@ class IndexRun:
             self._phase = "finalize"
             aggregator.set_phase.remote("finalize")
             page_count, chunks = await self._counts()
+            watching.cancel()
         except asyncio.CancelledError:
+            watching.cancel()
             await self._stop_ontology(ontology)
             raise
         except Exception as exc:
+            watching.cancel()
             await self._stop_ontology(ontology)
             error = failure_message(exc)
             summary = self._summary(job_id, "failed", documents, started, error=error)
@@ -309,13 +316,15 @@ class IndexRun:
             self._clock.leave("ontology")
 
     async def _build_ontology(self) -> int:
-        try:
-            return await self._ontology().build.remote(self._workspace_id)
-        except RayActorError:
-            if not keeps_parsers(self._settings):
-                raise
-            # it left, idle, between the look-up and the call
-            return await self._ontology().build.remote(self._workspace_id)
+        """The build, sent again when its actor is gone: a kept one that left, idle, between
+        the look-up and the call, or one the run replaced after a node was lost."""
+        for attempt in range(1, ONTOLOGY_ATTEMPTS + 1):
+            try:
+                return int(await self._ontology().build.remote(self._workspace_id))
+            except RayActorError:
+                if attempt == ONTOLOGY_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def _ontology(self) -> Any:
         """The run's ontology actor. A kept one is looked up again: it leaves when idle, and
@@ -451,6 +460,18 @@ class IndexRun:
             raise RunError("embed", f"the embed actors cannot start: {reason}") from None
         self._embed_nodes.update(d["node"] for d in described)
 
+    async def _watch_nodes(self) -> None:
+        """Ray declares a node dead after missed health checks; an actor of the run that
+        was there may have no call to fail with it (the ontology actor, restarted by Ray
+        where there is no room for it). A node gone since the run started is a node lost."""
+        alive = alive_nodes()
+        while True:
+            await asyncio.sleep(NODE_CHECK_S)
+            now = alive_nodes()
+            for node in alive - now:
+                self._pools.incidents.node_lost(node)
+            alive = now
+
     def _node_lost(self, node_id: str) -> None:
         """A node of the run is gone: pools sized for what is left (see `_replan`), at once,
         so that the call that noticed it is sent again to the new ones."""
@@ -476,6 +497,8 @@ class IndexRun:
             pool.replan(*spawners[pool.phase])
         pools.embed = ActorPool(embed_pool(self._settings, plan), plan.embed_streams)
         self._embed_ready = None
+        ray.kill(pools.ontology, no_restart=True)  # a build on it is sent to the new one
+        pools.ontology = ontology_actor(self._settings, plan)
 
     async def _replace_embed_pool(self, failed: ActorPool) -> str:
         """A new embed pool for the cluster's resources now, unless another batch has made
