@@ -222,6 +222,7 @@ async def test_a_worker_node_lost_mid_run(
                 break
         lost_node = workers[lost].node_id
         kill_raylet(workers[lost])
+        dead = workers.pop(lost)
         while events[-1][0] not in ("index:ready", "index:failed"):
             name, data = await client.next_event(timeout_s=RUN_TIMEOUT_S)
             events.append((name, unstamped(data)))
@@ -252,6 +253,7 @@ async def test_a_worker_node_lost_mid_run(
 
         # a node of the same kind added while idle: the next run of this driver uses it
         options = {"num_cpus": 2, "num_gpus": 1} if lost == "gpu" else {"num_cpus": 2}
+        cluster["cluster"].remove_node(dead, allow_graceful=False)  # what is left of it
         workers[lost] = cluster["cluster"].add_node(**options)
         cluster["cluster"].wait_for_nodes()
         again = await workspace_of(db, pdfs["small"])
