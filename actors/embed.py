@@ -21,19 +21,19 @@ import os
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import ray
 from bson.binary import Binary, BinaryVectorDtype
-from pymongo import UpdateOne
-from pymongo.asynchronous.database import AsyncDatabase
 
 from actors.allocator import keep_freed_memory
 from actors.idle import IdleTimer
 from actors.run_liveness import run_is_alive
+from actors.store import store_batch
 from actors.telemetry import PipelineMetrics
-from core.db import Document, LazyClient, retried_once
+from core.db import Document, LazyClient
 from core.embedding import encode, load_model, resolve_precision
 from core.errors import RunError
 from core.settings import Settings
@@ -117,23 +117,31 @@ class EmbedActor:
         database: str,
         aggregator: Any,
         document_id: str,
-        page_nos: list[int],
-        chunks: list[dict[str, Any]],
+        batch: dict[str, list[Document]],
+        chunks_before: dict[int, int],
     ) -> int:
-        """Store vectors for `chunks` in `database`, then mark `page_nos` of the document done
-        and tell the run's `aggregator`.
+        """Encode the chunks of `batch` (what analyze returned for a page batch) and store
+        its pages and chunks in `database`, vectors included (`actors.store`): a page stored
+        is a page done. Then tell the run's `aggregator`.
 
         The pool outlives runs: a call still queued when its run was cancelled (its driver and
         aggregator gone) must write nothing, so the run's aggregator is asked first.
         """
         self._idle.busy()
+        pages, chunks = batch["pages"], batch["chunks"]
+        page_nos = [page["pageNo"] for page in pages]
         try:
             async with self._free_model() as model:
                 started = time.monotonic()
                 vectors = await self._encode(model, chunks)
             await _require_live_run(aggregator)
+            stored_at = datetime.now(UTC)
+            for chunk, vector in zip(chunks, vectors if vectors is not None else [], strict=True):
+                chunk["embedding"] = to_bson_vector(vector)
+            for page in pages:
+                page.update(done=True, embeddedAt=stored_at)
             db = self._client.database(database)
-            await self._store(db, document_id, page_nos, chunks, vectors)
+            await store_batch(db, document_id, pages, chunks, chunks_before)
             aggregator.pages_done.remote(document_id, page_nos)
             self._metrics.phase_done("embed", len(page_nos), time.monotonic() - started)
             return len(chunks)
@@ -158,32 +166,6 @@ class EmbedActor:
         loop = asyncio.get_running_loop()
         work = functools.partial(encode, model, texts, precision=self.precision)
         return await loop.run_in_executor(self._encoders, work)
-
-    async def _store(
-        self,
-        db: AsyncDatabase[Document],
-        document_id: str,
-        page_nos: list[int],
-        chunks: list[dict[str, Any]],
-        vectors: np.ndarray | None,
-    ) -> None:
-        if vectors is not None:
-            await db.chunks.bulk_write(
-                [
-                    UpdateOne(
-                        {"documentId": c["documentId"], "chunkNo": c["chunkNo"]},
-                        {"$set": {"embedding": to_bson_vector(v)}},
-                    )
-                    for c, v in zip(chunks, vectors, strict=True)
-                ],
-                ordered=False,
-            )
-        await retried_once(
-            lambda: db.pages.update_many(
-                {"documentId": document_id, "pageNo": {"$in": page_nos}},
-                {"$set": {"done": True}},
-            )
-        )
 
 
 async def _require_live_run(aggregator: Any) -> None:

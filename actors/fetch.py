@@ -22,6 +22,7 @@ from actors.pdf import open_pdf
 from actors.supervision import SupervisedActor, supervised_remote
 from core.db import DOCUMENTS_BUCKET, Document, LazyDatabase, retried_once
 from core.errors import DocumentError
+from core.gridfs_batch import NewFile, insert_files
 from core.settings import Settings
 
 PDF_MAGIC = b"%PDF-"
@@ -192,8 +193,8 @@ class FetchActor(SupervisedActor):
         existing = await db[f"{DOCUMENTS_BUCKET}.files"].find_one({"filename": sha256}, {"_id": 1})
         if existing is not None:
             return str(existing["_id"])
-        bucket = AsyncGridFSBucket(db, bucket_name=DOCUMENTS_BUCKET)
-        return str(await bucket.upload_from_stream(sha256, data))
+        [file_id] = await insert_files(db, DOCUMENTS_BUCKET, [NewFile(sha256, data)])
+        return str(file_id)
 
     async def _register(
         self,
@@ -205,24 +206,26 @@ class FetchActor(SupervisedActor):
         previous_hash: str | None,
     ) -> None:
         db = self._db.get()
-        await db.documents.update_one(
-            {"_id": oid},
-            {
-                "$set": {
-                    "sha256": sha256,
-                    "gridfsId": gridfs_id,
-                    "pageCount": page_count,
-                    "settingsHash": self._settings_hash,
-                    "status": "indexing",
-                    "warning": warning,
-                    "error": None,
-                    "fetchedAt": datetime.now(UTC),
+        await retried_once(
+            lambda: db.documents.update_one(
+                {"_id": oid},
+                {
+                    "$set": {
+                        "sha256": sha256,
+                        "gridfsId": gridfs_id,
+                        "pageCount": page_count,
+                        "settingsHash": self._settings_hash,
+                        "status": "indexing",
+                        "warning": warning,
+                        "error": None,
+                        "fetchedAt": datetime.now(UTC),
+                    },
+                    # set again by the driver once every page of these bytes is done with these
+                    # settings; until then the document is not "unchanged": a run stopped now
+                    # leaves the next one to index it, not to skip it on an older index's sha256
+                    "$unset": {"indexedSha256": ""},
                 },
-                # set again by the driver once every page of these bytes is done with these
-                # settings; until then the document is not "unchanged": a run stopped now
-                # leaves the next one to index it, not to skip it on an older index's sha256
-                "$unset": {"indexedSha256": ""},
-            },
+            )
         )
         # Pages and chunks of an older version of this document, or made with other
         # settings (model, DPI, chunking), would be stale now.

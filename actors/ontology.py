@@ -69,7 +69,7 @@ class OntologyActor:
             for c in concepts
         ]
         if writes:
-            await db.concepts.bulk_write(writes, ordered=False)
+            await retried_once(lambda: db.concepts.bulk_write(writes, ordered=False))
         gone = {
             "workspaceId": workspace_id,
             "conceptId": {"$nin": [c.concept_id for c in concepts]},

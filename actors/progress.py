@@ -21,7 +21,7 @@ from pymongo.errors import PyMongoError
 
 from actors.run_progress import ProgressThrottle, RunProgress, progress_key
 from actors.telemetry import PipelineMetrics
-from core.db import LazyDatabase, ping
+from core.db import LazyDatabase, ping, retried_once
 from core.jobs import one_line
 from core.publisher import EventPublisher, PublishError, make_publisher, undelivered_warning
 from core.settings import Settings
@@ -71,8 +71,11 @@ class ProgressAggregator:
         self._progress.docs_total = docs_total
         if self._publisher is None:
             self._publisher = make_publisher(self._settings)
-        await self._db.get().workspaces.update_one(
-            {"_id": ObjectId(self._workspace_id)}, {"$set": {"indexStatus": "indexing"}}
+        workspaces = self._db.get().workspaces
+        await retried_once(
+            lambda: workspaces.update_one(
+                {"_id": ObjectId(self._workspace_id)}, {"$set": {"indexStatus": "indexing"}}
+            )
         )
         # The driver does not wait for this call (the process may still be starting), so
         # reports can come first: they count, and updates wait until `index:started` is
@@ -136,16 +139,17 @@ class ProgressAggregator:
         the status cannot be stored (MongoDB away: the reason the run failed, often), and
         its error always fits the event's limit, so a browser is never left waiting."""
         error = one_line(error) or "failed"
+        failed = {
+            "indexStatus": "failed",
+            "indexError": error,
+            "indexProgress.updatedAt": datetime.now(UTC),
+        }
+        workspaces = self._db.get().workspaces
         try:
-            await self._db.get().workspaces.update_one(
-                {"_id": ObjectId(self._workspace_id)},
-                {
-                    "$set": {
-                        "indexStatus": "failed",
-                        "indexError": error,
-                        "indexProgress.updatedAt": datetime.now(UTC),
-                    }
-                },
+            await retried_once(
+                lambda: workspaces.update_one(
+                    {"_id": ObjectId(self._workspace_id)}, {"$set": failed}
+                )
             )
         except PyMongoError as exc:
             logger.warning("failed status not stored: %s", type(exc).__name__)
@@ -203,8 +207,9 @@ class ProgressAggregator:
         }
         if status is not None:
             fields.update(indexStatus=status, pageCount=page_count, indexError=None)
-        await self._db.get().workspaces.update_one(
-            {"_id": ObjectId(self._workspace_id)}, {"$set": fields}
+        workspaces = self._db.get().workspaces
+        await retried_once(
+            lambda: workspaces.update_one({"_id": ObjectId(self._workspace_id)}, {"$set": fields})
         )
         return payload
 

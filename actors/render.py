@@ -8,13 +8,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo.asynchronous.database import AsyncDatabase
-
 from actors.pdf import OpenDocuments
 from actors.png import encode_png
 from actors.supervision import SupervisedActor, supervised_remote
 from actors.telemetry import PipelineMetrics
-from core.db import PAGES_BUCKET, Document, LazyDatabase, retried_once
+from core.db import PAGES_BUCKET, LazyDatabase
 from core.gridfs_batch import NewFile, insert_files
 from core.settings import Settings
 
@@ -47,37 +45,29 @@ class RenderActor(SupervisedActor):
     async def render(
         self, workspace_id: str, document_id: str, gridfs_id: str, sha256: str, page_nos: list[int]
     ) -> dict[int, dict[str, Any]]:
-        """Store a preview of each page: one lookup of the batch's stored previews, one bulk
-        upload of the new ones. Returns each page's fields for its page document (`image`,
-        `renderedAt`), which the analyze phase writes with its own: one write of a page, not
-        two. Takes the page-batch arguments analyze takes (`actors.parser_pools`); the
-        workspace is written by analyze, so it is not used here."""
+        """Store a preview of each page, the batch's in one bulk upload (previews stored by
+        an earlier attempt are met there and kept: `core.gridfs_batch`). Returns each page's
+        fields for its page document (`image`, `renderedAt`), which the analyze phase writes
+        with its own: one write of a page, not two. Takes the page-batch arguments analyze
+        takes (`actors.parser_pools`); the workspace is written by analyze, so it is not used
+        here."""
         started = time.monotonic()
         db = self._db.get()
         document = await self._documents.get(db, gridfs_id)
-        names = {page_no: self._filename(document_id, sha256, page_no) for page_no in page_nos}
-        images = await self._stored_previews(db, list(names.values()))
-        # A retried call finds the previews it stored already and renders only the others.
-        new = [self._render_page(document, names[p], p) for p in page_nos if names[p] not in images]
-        for preview, file_id in zip(new, await insert_files(db, PAGES_BUCKET, new), strict=True):
-            images[preview.filename] = {"fileId": file_id, **preview.metadata}
+        previews = [
+            self._render_page(document, self._filename(document_id, sha256, p), p) for p in page_nos
+        ]
+        ids = await insert_files(db, PAGES_BUCKET, previews)
         rendered_at = datetime.now(UTC)
         self._aggregator.record.remote("render", document_id, page_nos)
         self._metrics.phase_done("render", len(page_nos), time.monotonic() - started)
-        return {p: {"image": images[names[p]], "renderedAt": rendered_at} for p in page_nos}
+        return {
+            page_no: {"image": {"fileId": file_id, **preview.metadata}, "renderedAt": rendered_at}
+            for page_no, preview, file_id in zip(page_nos, previews, ids, strict=True)
+        }
 
     def _filename(self, document_id: str, sha256: str, page_no: int) -> str:
         return f"{document_id}/{sha256}/{self._dpi}/{page_no}.png"
-
-    async def _stored_previews(
-        self, db: AsyncDatabase[Document], filenames: list[str]
-    ) -> dict[str, dict[str, Any]]:
-        files = db[f"{PAGES_BUCKET}.files"]
-        query = {"filename": {"$in": filenames}}
-        found = await retried_once(
-            lambda: files.find(query, {"filename": 1, "metadata": 1}).to_list()
-        )
-        return {f["filename"]: {"fileId": f["_id"], **f.get("metadata", {})} for f in found}
 
     def _render_page(self, document: Any, filename: str, page_no: int) -> NewFile:
         try:  # MuPDF raises more than RuntimeError (FzErrorLimit, FzErrorSystem, MemoryError)

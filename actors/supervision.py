@@ -260,7 +260,7 @@ class SupervisedPool:
                 self._idle.put_nowait(None)  # for the next caller too
                 assert self._start_error is not None
                 raise self._start_error
-            if member.retired:
+            if member.retired or member.dead:
                 continue  # a slot of an actor that left
             if document not in member.documents and (
                 len(member.documents) + member.documents_before >= self.limits.recycle_documents
@@ -281,7 +281,10 @@ class SupervisedPool:
     async def _call_on(self, member: _Member, method: str, args: tuple[Any, ...]) -> Any:
         """The call on its idle actor, timed from now."""
         await self._wait_started(member)
-        ref = member.handle.measured.remote(method, *args)
+        try:
+            ref = member.handle.measured.remote(method, *args)
+        except Exception:  # Ray refuses to submit to an actor it no longer knows (killed)
+            raise self._died(member, blamed=False) from None
         self._set_running(member, self._document_of(args))
         try:
             value, rss = await asyncio.wait_for(_as_future(ref), self.limits.timeout_s)
@@ -359,7 +362,7 @@ class SupervisedPool:
             self._kill(member)
 
     def _kill(self, member: _Member) -> None:
-        member.killed = True
+        member.killed = member.retired = True  # a killed actor takes no call
         if not member.dead:
             member.dead = True
             ray.kill(member.handle, no_restart=True)

@@ -36,7 +36,6 @@ from actors.pool import ActorPool, PoolPlan, page_batch, plan_pools
 from actors.progress import ProgressAggregator
 from actors.spares import keeps_parsers, kept_actor_names, ontology_actor, remove_other_spares
 from actors.supervision import SupervisedPool, pages_label
-from cluster.analysis_barrier import AnalysisBarrier
 from cluster.delivery_watch import DeliveryWatch
 from cluster.ray_runtime import cluster_size
 from core.db import Document, ensure_indexes, open_client, require_uri
@@ -230,7 +229,6 @@ class IndexRun:
         self._embed_ready: asyncio.Future[None] | None = None
         self._embed_nodes: set[str] = set()  # where this run's embed actors ran
         pools.incidents.on_node_lost = self._node_lost
-        self._analysis = AnalysisBarrier([])
 
     async def execute(
         self, job_id: str, record: Callable[[RunSummary], Awaitable[bool]]
@@ -245,30 +243,27 @@ class IndexRun:
         # Not awaited first: the aggregator's process may still be starting, and pages need
         # not wait for it (it holds updates back until `index:started` is out).
         announced = aggregator.start.remote(self._workspace_id, len(documents))
-        self._analysis = AnalysisBarrier(str(d["_id"]) for d in documents)
-        ontology = asyncio.create_task(self._ontology_once_analyzed())
         watching = asyncio.create_task(self._watch_nodes())
         try:
             await asyncio.gather(announced, *(self._index_document(d) for d in documents))
             self._phase = "ontology"
             aggregator.set_phase.remote("ontology")
-            concepts = await ontology
+            concepts = await self._timed("ontology", self._build_ontology())
             self._phase = "finalize"
             aggregator.set_phase.remote("finalize")
             page_count, chunks = await self._counts()
-            watching.cancel()
         except asyncio.CancelledError:
-            watching.cancel()
-            await self._stop_ontology(ontology)
+            self._stop_ontology()
             raise
         except Exception as exc:
-            watching.cancel()
-            await self._stop_ontology(ontology)
+            self._stop_ontology()
             error = failure_message(exc)
             summary = self._summary(job_id, "failed", documents, started, error=error)
             if await record(summary):
                 summary.events = await aggregator.fail.remote(error, self._phase)
             return summary
+        finally:
+            watching.cancel()
         summary = self._summary(job_id, "succeeded", documents, started)
         summary.pages, summary.chunks, summary.concepts = page_count, chunks, concepts
         if await record(summary):
@@ -295,25 +290,11 @@ class IndexRun:
             incidents=self._pools.incidents.as_document(),
         )
 
-    async def _stop_ontology(self, ontology: asyncio.Task[int]) -> None:
-        """The run ends early: its ontology task is not left running unseen, and a build
-        already sent to the ontology actor is stopped with the actor, so nothing of this run
-        writes after it returns."""
-        building = "ontology" in self._clock.running_phases()
-        ontology.cancel()
-        await asyncio.gather(ontology, return_exceptions=True)
-        if building:
+    def _stop_ontology(self) -> None:
+        """The run ends early: a build already sent to the ontology actor is stopped with
+        the actor, so nothing of this run writes after it returns."""
+        if "ontology" in self._clock.running_phases():
             ray.kill(self._pools.ontology, no_restart=True)
-
-    async def _ontology_once_analyzed(self) -> int:
-        """Concepts, built as soon as every chunk text is written: while the last page
-        batches still embed, not after them (see `AnalysisBarrier`)."""
-        await self._analysis.wait()
-        self._clock.enter("ontology")
-        try:
-            return await self._build_ontology()
-        finally:
-            self._clock.leave("ontology")
 
     async def _build_ontology(self) -> int:
         """The build, sent again when its actor is gone: a kept one that left, idle, between
@@ -361,17 +342,19 @@ class IndexRun:
         except DocumentError as exc:
             await self._document_failed(document_id, exc)
             return
-        finally:
-            self._analysis.document_scheduled(document_id)
         await self._document_indexed(fetched)
 
     async def _index_pages(self, fetched: FetchedDocument) -> None:
-        done = set(
-            await self._db.pages.distinct(
-                "pageNo",
-                {"documentId": fetched.document_id, "sha256": fetched.sha256, "done": True},
-            )
-        )
+        stored = await self._db.pages.find(
+            {"documentId": fetched.document_id, "sha256": fetched.sha256},
+            {"pageNo": 1, "done": 1, "chunkCount": 1},
+        ).to_list()
+        done = {p["pageNo"] for p in stored if p.get("done")}
+        # pages stored before and not done (another version's analysis): the store drops
+        # what their new chunks do not cover
+        chunks_before = {
+            p["pageNo"]: int(p.get("chunkCount", 0)) for p in stored if not p.get("done")
+        }
         self._pools.aggregator.document_fetched.remote(
             fetched.document_id, fetched.page_count, len(done)
         )
@@ -384,9 +367,8 @@ class IndexRun:
                     break
                 await self._in_flight.acquire()
                 batch = todo[start : start + size]
-                self._analysis.batch_started()
-                tasks.append(asyncio.create_task(self._run_batch(fetched, batch)))
-            self._analysis.document_scheduled(fetched.document_id)
+                before = {p: chunks_before[p] for p in batch if p in chunks_before}
+                tasks.append(asyncio.create_task(self._run_batch(fetched, batch, before)))
             results = await asyncio.gather(*tasks, return_exceptions=True)
         except asyncio.CancelledError:
             # a cancelled run (its driver going away) takes its batches with it: none may go
@@ -399,11 +381,13 @@ class IndexRun:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _run_batch(self, fetched: FetchedDocument, pages: list[int]) -> None:
+    async def _run_batch(
+        self, fetched: FetchedDocument, pages: list[int], chunks_before: dict[int, int]
+    ) -> None:
         args = (self._workspace_id, fetched.document_id, fetched.gridfs_id, fetched.sha256, pages)
         try:
-            chunks = await self._parse_batch(args)
-            await self._embed(fetched.document_id, pages, chunks)
+            batch = await self._parse_batch(args)
+            await self._embed(fetched.document_id, pages, batch, chunks_before)
         except RayActorError:  # embed actors died under this batch EMBED_ATTEMPTS times
             error = DocumentError("embed", f"{pages_label(pages)}: the embed actor died")
             await self._document_failed(fetched.document_id, error)
@@ -414,23 +398,26 @@ class IndexRun:
         finally:
             self._in_flight.release()
 
-    async def _parse_batch(self, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        """Render and analyze a batch; its pages and chunk texts are written when this
-        returns (analyze writes each page once, with what render gave for it)."""
-        try:
-            rendered = await self._timed("render", self._pools.render.call("render", *args))
-            analyze = self._pools.analyze.call("analyze", *args, rendered)
-            return await self._timed("analyze", analyze)
-        finally:
-            self._analysis.batch_analyzed()
+    async def _parse_batch(self, args: tuple[Any, ...]) -> dict[str, list[Document]]:
+        """Render (previews stored) and analyze a batch: its page and chunk documents, for
+        the embed phase to store."""
+        rendered = await self._timed("render", self._pools.render.call("render", *args))
+        return await self._timed("analyze", self._pools.analyze.call("analyze", *args, rendered))
 
-    async def _embed(self, document_id: str, pages: list[int], chunks: list[Any]) -> None:
+    async def _embed(
+        self,
+        document_id: str,
+        pages: list[int],
+        batch: dict[str, list[Document]],
+        chunks_before: dict[int, int],
+    ) -> None:
         """Embed and store a batch. An embed actor that dies under it (a crash, or its node
         lost) is not restarted by Ray, which would wait forever for a GPU node that is gone:
         the pool is made again for the cluster as it is now, and the batch sent again."""
         for attempt in range(1, EMBED_ATTEMPTS + 1):
             pool = await self._embed_pool_started()
-            args = (self._settings.mongodb_db, self._pools.aggregator, document_id, pages, chunks)
+            db = self._settings.mongodb_db
+            args = (db, self._pools.aggregator, document_id, batch, chunks_before)
             try:
                 await self._timed("embed", pool.call("embed", *args))
                 return
@@ -446,19 +433,25 @@ class IndexRun:
         shared by every batch."""
         if self._embed_ready is None:
             self._embed_ready = asyncio.ensure_future(self._describe_embed_pool())
-        pool = self._pools.embed
         await asyncio.shield(self._embed_ready)
-        return pool
+        return self._pools.embed
 
     async def _describe_embed_pool(self) -> None:
-        try:
-            described = await asyncio.gather(
-                *(a.describe.remote() for a in self._pools.embed.actors)
-            )
-        except RayActorError as exc:
-            reason = failure_message(exc)
-            raise RunError("embed", f"the embed actors cannot start: {reason}") from None
-        self._embed_nodes.update(d["node"] for d in described)
+        """Ask the pool's actors; one that died after it started (killed, its process lost)
+        is replaced, with the pool, a few times; one whose constructor raised fails the run."""
+        for attempt in range(1, EMBED_ATTEMPTS + 1):
+            pool = self._pools.embed
+            try:
+                described = await asyncio.gather(*(a.describe.remote() for a in pool.actors))
+            except RayActorError as exc:
+                if exc.actor_init_failed or attempt == EMBED_ATTEMPTS:
+                    reason = failure_message(exc)
+                    raise RunError("embed", f"the embed actors cannot start: {reason}") from None
+                plan = plan_pools(*cluster_size())
+                self._pools.embed = ActorPool(embed_pool(self._settings, plan), plan.embed_streams)
+                continue
+            self._embed_nodes.update(d["node"] for d in described)
+            return
 
     async def _watch_nodes(self) -> None:
         """Ray declares a node dead after missed health checks; an actor of the run that

@@ -83,15 +83,21 @@ INDEXES: dict[str, list[IndexModel]] = {
 
 
 def open_client(
-    uri: str, *, server_selection_timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS
+    uri: str,
+    *,
+    server_selection_timeout_ms: int = SERVER_SELECTION_TIMEOUT_MS,
+    retry_writes: bool = True,
 ) -> AsyncMongoClient[Document]:
     """A client bound to the running event loop; call it inside that loop, close it there.
 
-    `server_selection_timeout_ms` applies unless the URI sets `serverSelectionTimeoutMS`.
+    `server_selection_timeout_ms` applies unless the URI sets `serverSelectionTimeoutMS`;
+    `retry_writes=False` unless it sets `retryWrites` (see `LazyClient`).
     """
     options: dict[str, Any] = {}
     if not _uri_sets(uri, "serverSelectionTimeoutMS"):
         options["serverSelectionTimeoutMS"] = server_selection_timeout_ms
+    if not retry_writes and not _uri_sets(uri, "retryWrites"):
+        options["retryWrites"] = False
     return AsyncMongoClient(uri, tz_aware=True, appname="indexer", **options)
 
 
@@ -155,7 +161,15 @@ def parse_object_id(value: object) -> ObjectId | None:
 
 class LazyClient:
     """A client for a Ray actor: opened on first use, inside the actor's own event loop (an
-    AsyncMongoClient belongs to the loop that first uses it)."""
+    AsyncMongoClient belongs to the loop that first uses it).
+
+    Without retryable writes: every write an actor makes is idempotent (keyed upserts,
+    range deletes, inserts whose duplicates are the answer) and goes through `retried_once`,
+    which does what PyMongo's one retry would. A server keeps a record of every retryable
+    write for a while, and the embedded one scans them on each write, so a write of a long
+    run would cost more than the first (docs/BENCHMARKS.md, "The embedded MongoDB server's
+    CPU per write").
+    """
 
     def __init__(self, uri: str) -> None:
         self._uri = uri
@@ -163,7 +177,7 @@ class LazyClient:
 
     def database(self, name: str) -> AsyncDatabase[Document]:
         if self._client is None:
-            self._client = open_client(self._uri)
+            self._client = open_client(self._uri, retry_writes=False)
         return self._client[name]
 
     async def close(self) -> None:

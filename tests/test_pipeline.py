@@ -441,9 +441,11 @@ async def test_a_redone_page_leaves_no_chunk_past_its_last(local_ray, corpus, se
         await db.chunks.insert_one(
             {"documentId": owner, "chunkNo": chunk_no, "sha256": document["sha256"], "text": "x"}
         )
-    # the run stopped after page 2 was analysed, before it was embedded
+    # the run stopped after page 2 was analysed (by an older chunking: 1,000 chunks),
+    # before it was embedded
     await db.pages.update_one(
-        {"documentId": added.document_id, "pageNo": 1}, {"$set": {"done": False}}
+        {"documentId": added.document_id, "pageNo": 1},
+        {"$set": {"done": False, "chunkCount": 1000}},
     )
     await db.documents.update_one({"_id": document["_id"]}, {"$unset": {"indexedSha256": ""}})
 
