@@ -154,7 +154,13 @@ class FetchActor(SupervisedActor):
         page_count, warning = self._inspect(data)
         gridfs_id = await self._store(document, data, sha256)
         await self._register(
-            document["_id"], sha256, gridfs_id, page_count, warning, document.get("settingsHash")
+            document["_id"],
+            sha256,
+            gridfs_id,
+            page_count,
+            warning,
+            document.get("settingsHash"),
+            document.get("sha256"),
         )
         return FetchedDocument(document_id, gridfs_id, sha256, page_count, False, warning)
 
@@ -204,6 +210,7 @@ class FetchActor(SupervisedActor):
         page_count: int,
         warning: str | None,
         previous_hash: str | None,
+        previous_sha256: str | None,
     ) -> None:
         db = self._db.get()
         await retried_once(
@@ -227,6 +234,8 @@ class FetchActor(SupervisedActor):
                 },
             )
         )
+        if previous_sha256 is None:
+            return  # never fetched before: nothing of it is stored
         # Pages and chunks of an older version of this document, or made with other
         # settings (model, DPI, chunking), would be stale now.
         stale: dict[str, object] = {"documentId": str(oid)}

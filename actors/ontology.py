@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import ray
-from pymongo import ReplaceOne
 
 from actors.concepts import build_concepts
 from actors.idle import IdleTimer
+from actors.store import insert_or_replace
 from core.db import LazyDatabase, retried_once
 from core.settings import Settings
 
@@ -50,29 +50,31 @@ class OntologyActor:
         )
         chunks = [(c["documentId"], c["chunkNo"], c.get("text", "")) for c in stored]
         concepts = build_concepts(chunks)
-        now = datetime.now(UTC)
-        writes = [
-            ReplaceOne(
-                {"workspaceId": workspace_id, "conceptId": c.concept_id},
-                {
-                    "workspaceId": workspace_id,
-                    "conceptId": c.concept_id,
-                    "label": c.label,
-                    "score": c.score,
-                    "chunkCount": len(c.chunk_refs),
-                    "chunks": [{"documentId": d, "chunkNo": n} for d, n in c.chunk_refs],
-                    "edges": [{"conceptId": other, "weight": w} for other, w in c.edges],
-                    "updatedAt": now,
-                },
-                upsert=True,
+        before = set(
+            await retried_once(
+                lambda: db.concepts.distinct("conceptId", {"workspaceId": workspace_id})
             )
+        )
+        now = datetime.now(UTC)
+        documents = [
+            {
+                "workspaceId": workspace_id,
+                "conceptId": c.concept_id,
+                "label": c.label,
+                "score": c.score,
+                "chunkCount": len(c.chunk_refs),
+                "chunks": [{"documentId": d, "chunkNo": n} for d, n in c.chunk_refs],
+                "edges": [{"conceptId": other, "weight": w} for other, w in c.edges],
+                "updatedAt": now,
+            }
             for c in concepts
         ]
-        if writes:
-            await retried_once(lambda: db.concepts.bulk_write(writes, ordered=False))
-        gone = {
-            "workspaceId": workspace_id,
-            "conceptId": {"$nin": [c.concept_id for c in concepts]},
-        }
-        await retried_once(lambda: db.concepts.delete_many(gone))
+        if documents:
+            await insert_or_replace(db.concepts, documents, ("workspaceId", "conceptId"))
+        # the concepts no longer found, named: a `$nin` of every concept kept would have the
+        # server compare each stored concept with the whole list
+        gone = sorted(before - {c.concept_id for c in concepts})
+        if gone:
+            query = {"workspaceId": workspace_id, "conceptId": {"$in": gone}}
+            await retried_once(lambda: db.concepts.delete_many(query))
         return len(concepts)

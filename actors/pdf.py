@@ -23,7 +23,8 @@ from core.errors import DocumentError
 if TYPE_CHECKING:
     import pymupdf
 
-OPEN_DOCUMENTS_KEPT = 2
+# PDF bytes a parser actor keeps open between calls (far inside INDEXER_PARSER_MEMORY_MB).
+OPEN_DOCUMENTS_BYTES = 64 * 1024 * 1024
 OPTIONAL_ADD_ONS = ("pymupdf.layout", "pymupdf4llm")
 
 
@@ -48,26 +49,31 @@ def open_pdf(data: bytes) -> pymupdf.Document:
 
 
 class OpenDocuments:
-    """A small LRU of open PDFs, keyed by the GridFS id of their bytes.
+    """A small LRU of open PDFs, keyed by the GridFS id of their bytes, holding at most
+    OPEN_DOCUMENTS_BYTES of them (and always the last one).
 
-    Page calls for one document arrive in a row, so two open documents per actor avoid
-    reopening without holding a workspace's worth of PDFs in memory. Evicting closes a
-    document, so the actors using this run one call at a time (`max_concurrency=1`): an
-    async actor would otherwise interleave calls and close a PDF another call still reads.
+    A run sends an actor the page batches of several documents in turn, so it keeps a few
+    open: reading a PDF again from GridFS costs the database server more than the page
+    itself. Evicting closes a document, so the actors using this run one call at a time
+    (`max_concurrency=1`): an async actor would otherwise interleave calls and close a PDF
+    another call still reads.
     """
 
     def __init__(self) -> None:
-        self._open: OrderedDict[str, Any] = OrderedDict()
+        self._open: OrderedDict[str, tuple[Any, int]] = OrderedDict()
 
     async def get(self, db: AsyncDatabase[Document], gridfs_id: str) -> pymupdf.Document:
         if gridfs_id in self._open:
             self._open.move_to_end(gridfs_id)
-            return self._open[gridfs_id]
+            return self._open[gridfs_id][0]
         bucket = AsyncGridFSBucket(db, bucket_name=DOCUMENTS_BUCKET)
-        document = open_pdf(await retried_once(lambda: _download(bucket, gridfs_id)))
-        self._open[gridfs_id] = document
-        while len(self._open) > OPEN_DOCUMENTS_KEPT:
-            _, oldest = self._open.popitem(last=False)
+        data = await retried_once(lambda: _download(bucket, gridfs_id))
+        document = open_pdf(data)
+        self._open[gridfs_id] = (document, len(data))
+        while len(self._open) > 1 and sum(size for _, size in self._open.values()) > (
+            OPEN_DOCUMENTS_BYTES
+        ):
+            _, (oldest, _) = self._open.popitem(last=False)
             oldest.close()
         return document
 

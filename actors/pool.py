@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Pages of one document a render → analyze → embed call takes at most (see `page_batch`).
-PAGE_BATCH = 4
+PAGE_BATCH = 8
 SLOTS_PER_ACTOR = 2
 
 
@@ -152,12 +152,19 @@ def _plan(
     )
 
 
-def page_batch(pages: int, plan: PoolPlan) -> int:
-    """Pages per batch for a document of `pages` pages: PAGE_BATCH, fewer for a small one,
+def page_batch(pages: int, documents: int, plan: PoolPlan) -> int:
+    """Pages per batch for a document of `pages` pages in a run of `documents` documents.
+
+    PAGE_BATCH when the run has documents enough to keep every encode stream busy with
+    batches of its own (large batches: fewer, larger writes, docs/BENCHMARKS.md, "What a
+    page costs outside the model"). In a run of a few documents, a small one is cut finer,
     so it still makes two batches per encode stream and every stream starts embedding
     while the next pages are parsed (a 10-page document on two streams: 2-page batches;
-    `bench/latency.py`)."""
-    return max(1, min(PAGE_BATCH, pages // (2 * plan.encode_streams)))
+    docs/BENCHMARKS.md, "Start → ready on a warm head")."""
+    spread = 2 * plan.encode_streams
+    if documents >= spread:
+        return PAGE_BATCH
+    return max(1, min(PAGE_BATCH, pages // spread))
 
 
 def batches_in_flight(parser_pairs: int, encode_streams: int) -> int:

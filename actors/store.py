@@ -33,9 +33,9 @@ async def store_batch(
     `chunks_before`: how many chunks an earlier analysis stored for a page; a page that has
     fewer now loses the old tail, so no chunk of an older chunking is left behind.
     """
-    await _insert_or_replace(db.pages, pages, ("documentId", "pageNo"))
+    await insert_or_replace(db.pages, pages, ("documentId", "pageNo"))
     if chunks:
-        await _insert_or_replace(db.chunks, chunks, ("documentId", "chunkNo"))
+        await insert_or_replace(db.chunks, chunks, ("documentId", "chunkNo"))
     stale = [
         _stale_tail(document_id, page["pageNo"], page["chunkCount"])
         for page in pages
@@ -45,10 +45,11 @@ async def store_batch(
         await retried_once(lambda: db.chunks.bulk_write(stale, ordered=False))
 
 
-async def _insert_or_replace(
+async def insert_or_replace(
     collection: AsyncCollection[Document], documents: list[Document], key: tuple[str, str]
 ) -> None:
-    """Insert; the documents whose key is stored already replace what is there."""
+    """Insert; the documents whose key (a unique index) is stored already replace what is
+    there. What is new costs an insert, what is there a replace."""
     try:
         await retried_once(lambda: collection.insert_many(documents, ordered=False))
     except BulkWriteError as exc:

@@ -7,7 +7,9 @@ A generated workspace (8 PDFs, 98 pages by default) indexed by `run_index` on a 
 with 2 CPUs, against the embedded MongoDB server on disk (what `indexer` uses with
 MONGODB_URI unset), `--runs` times on fresh workspaces in one database (the first run
 cold, the next ones warm). For each run: pages/s, and CPU milliseconds per page of the
-MongoDB server, the driver (this process) and the aggregator, from the CPU meter.
+MongoDB server, the driver (this process) and the aggregator, from the CPU meter; and the
+server's operations per page by kind (its `serverStatus` opcounters: an update or a command
+costs it more than an insert).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from harness import (
     sample_corpus,
     timed_run,
 )
+from pymongo import MongoClient
 
 from cluster.ray_runtime import connect_ray
 from core.embedded_mongo import EmbeddedMongo
@@ -41,6 +44,11 @@ def per_page(meter: CpuMeter, label: str, pages: int) -> str:
     return f"{1000 * meter.by_label().get(label, 0.0) / pages:.1f}"
 
 
+def operations(uri: str) -> dict[str, int]:
+    with MongoClient(uri) as client:
+        return dict(client.admin.command("serverStatus")["opcounters"])
+
+
 def main() -> None:
     parser = arguments(__doc__, documents=8, pages=12)
     parser.add_argument("--runs", type=int, default=3, help="runs on fresh workspaces")
@@ -51,10 +59,12 @@ def main() -> None:
     with EmbeddedMongo(work / "mongo") as mongo:
         connect_ray(None, num_cpus=RAY_CPUS)
         settings = run_settings(mongo.uri, work / "data")
-        rows, meters = [], {}
+        rows, meters, ops = [], {}, []
         for run in range(1, args.runs + 1):
             workspace_id = asyncio.run(new_workspace(mongo.uri, settings.mongodb_db, paths))
+            before = operations(mongo.uri)
             timed = timed_run(settings, workspace_id)
+            after = operations(mongo.uri)
             pages = timed.summary.pages
             label = f"run {run}" + (" (cold)" if run == 1 else "")
             meters[label] = timed.cpu
@@ -69,8 +79,11 @@ def main() -> None:
                     f"{timed.cpu.foreign_load():.0%}",
                 ]
             )
+            ops.append([label, *(f"{(after[k] - before[k]) / pages:.2f}" for k in sorted(after))])
+            kinds = sorted(after)
     header = ["run", "pages", "pages/s", "store ms/page", "driver ms/page", "aggregator ms/page"]
     print_table([*header, "other load"], rows)
+    print_table(["operations per page", *kinds], ops)
     print_cpu(meters)
 
 

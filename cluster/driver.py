@@ -69,6 +69,12 @@ def settings_hash(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
+async def workspace_documents(db: AsyncDatabase[Document], workspace_id: str) -> list[Document]:
+    """The workspace's documents, in the order a run takes them (see `expected_size`)."""
+    documents = await db.documents.find({"workspaceId": workspace_id}).to_list()
+    return sorted(documents, key=expected_size, reverse=True)
+
+
 def expected_size(document: Document) -> tuple[int, int]:
     """Longest first: its page batches enter the pools' rotation earliest, so a 1,000-page
     document is not still alone at the end of a run. Pages when a past fetch counted them,
@@ -228,21 +234,24 @@ class IndexRun:
         self._phase = "fetch"
         self._embed_ready: asyncio.Future[None] | None = None
         self._embed_nodes: set[str] = set()  # where this run's embed actors ran
+        self._documents = 0  # in this run: how finely its documents' pages are batched
         pools.incidents.on_node_lost = self._node_lost
 
     async def execute(
-        self, job_id: str, record: Callable[[RunSummary], Awaitable[bool]]
+        self,
+        job_id: str,
+        record: Callable[[RunSummary], Awaitable[bool]],
+        documents: list[Document],
+        announced: Any,
     ) -> RunSummary:
-        """Run every phase; `record` stores the outcome before the last event goes out, so a
-        browser that refetches on `index:ready`/`index:failed` finds it. When `record` says
-        the job had already ended (cancelled meanwhile), no last event is sent."""
+        """Run every phase over `documents` (the workspace's, as `workspace_documents`
+        lists them); `announced` is the aggregator's `start` call. `record` stores the
+        outcome before the last event goes out, so a browser that refetches on
+        `index:ready`/`index:failed` finds it. When `record` says the job had already ended
+        (cancelled meanwhile), no last event is sent."""
         started = time.monotonic()
-        documents = await self._db.documents.find({"workspaceId": self._workspace_id}).to_list()
-        documents.sort(key=expected_size, reverse=True)
+        self._documents = len(documents)
         aggregator = self._pools.aggregator
-        # Not awaited first: the aggregator's process may still be starting, and pages need
-        # not wait for it (it holds updates back until `index:started` is out).
-        announced = aggregator.start.remote(self._workspace_id, len(documents))
         watching = asyncio.create_task(self._watch_nodes())
         try:
             await asyncio.gather(announced, *(self._index_document(d) for d in documents))
@@ -361,7 +370,7 @@ class IndexRun:
         todo = [p for p in range(fetched.page_count) if p not in done]
         tasks: list[asyncio.Task[None]] = []
         try:
-            size = page_batch(fetched.page_count, self._plan)
+            size = page_batch(fetched.page_count, self._documents, self._plan)
             for start in range(0, len(todo), size):
                 if fetched.document_id in self._failed:
                     break
@@ -652,6 +661,11 @@ class RunDriver:
         plan = frame.plan
         now = datetime.now(UTC)
         heartbeat = asyncio.create_task(_heartbeat(db, job_id, asyncio.current_task()))
+        documents = await workspace_documents(db, workspace_id)
+        # first: `index:started` goes out while the run claims its parser actors. Not
+        # awaited: pages need not wait for it (the aggregator holds updates back until it
+        # is out)
+        announced = frame.aggregator.start.remote(workspace_id, len(documents))
 
         async def record(summary: RunSummary) -> bool:
             return await finish_job_patiently(db, job_id, summary.status, **_job_fields(summary))
@@ -671,7 +685,7 @@ class RunDriver:
                 on_start(pools)
             try:
                 run = IndexRun(settings, workspace_id, db, pools, plan)
-                summary = await run.execute(job_id, record)
+                summary = await run.execute(job_id, record, documents, announced)
                 await update_job(db, job_id, events=summary.events)
             finally:
                 await delivery.close()

@@ -14,11 +14,12 @@ from fastapi.responses import Response
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
 
-from core.db import Document, parse_object_id
+from core.db import PAGES_BUCKET, Document, parse_object_id
 from core.extras import RUN_MODULES, require_extra
 from core.jobs import RunAlreadyActiveError
 from core.workspaces import find_workspace, public_state, role_of
 from head.deps import Identity, State
+from head.state import HeadState
 
 router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])
 
@@ -108,17 +109,24 @@ async def page_image(
         {"documentId": document_id, "pageNo": page_no, "workspaceId": str(workspace["_id"])},
         {"image": 1},
     )
-    file_id = ((page or {}).get("image") or {}).get("fileId")
-    if not isinstance(file_id, ObjectId):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "Page not found")
-    try:
-        stream = await AsyncGridFSBucket(state.db, bucket_name="pages").open_download_stream(
-            file_id
-        )
-    except NoFile:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "Page not found") from None
+    image = (page or {}).get("image") or {}
     return Response(
-        await stream.read(),
+        await _preview_bytes(state, image),
         media_type="image/png",
         headers={"Cache-Control": "private, max-age=300"},
     )
+
+
+async def _preview_bytes(state: HeadState, image: Document) -> bytes:
+    """The PNG: kept in the page document, or (a large one) in GridFS."""
+    if isinstance(image.get("png"), bytes):
+        return bytes(image["png"])
+    file_id = image.get("fileId")
+    if not isinstance(file_id, ObjectId):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Page not found")
+    try:
+        bucket = AsyncGridFSBucket(state.db, bucket_name=PAGES_BUCKET)
+        stream = await bucket.open_download_stream(file_id)
+    except NoFile:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Page not found") from None
+    return await stream.read()
