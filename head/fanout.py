@@ -209,6 +209,10 @@ class FanoutManager(socketio.AsyncManager):
     def __init__(self, wires: Wires | None = None) -> None:
         super().__init__()
         self.wires = wires if wires is not None else Wires()
+        # deliveries of emitted events by path: one frame written to a registered
+        # websocket, or python-socketio's ordinary send (polling, upgraded, closing)
+        self.direct_deliveries = 0
+        self.ordinary_deliveries = 0
 
     async def emit(
         self,
@@ -241,8 +245,11 @@ class FanoutManager(socketio.AsyncManager):
             if sid in skipped:
                 continue
             sink = self.wires.get(eio_sid)
-            if sink is None or not sink.write_frame(frame):
+            if sink is not None and sink.write_frame(frame):
+                self.direct_deliveries += 1
+            else:
                 ordinary.append(eio_sid)
+        self.ordinary_deliveries += len(ordinary)
         for eio_sid in ordinary:
             await self.server._send_eio_packet(eio_sid, eio_pkt)
 
