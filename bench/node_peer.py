@@ -418,7 +418,33 @@ class Measured:
         )
 
 
-async def measure(args: argparse.Namespace, server: Server, backend: Backend) -> Measured:
+@contextlib.asynccontextmanager
+async def profiled(args: argparse.Namespace, server: Server, tag: str) -> Any:
+    """With `--py-spy DIR`: py-spy samples each Python process of `server` meanwhile, into
+    `DIR/<tag>-<pid>.txt` (collapsed stacks: one line per stack, then its sample count)."""
+    if args.py_spy is None:
+        yield
+        return
+    spy = str(REPO_ROOT / ".venv" / "bin" / "py-spy")
+    recorders = []
+    for process in server.processes:
+        with contextlib.suppress(psutil.Error):
+            if "python" not in process.name():
+                continue
+        out = str(args.py_spy / f"{tag}-{process.pid}.txt")
+        command = [spy, "record", "--pid", str(process.pid), "--format", "raw",
+                   "--rate", "250", "--nonblocking", "--output", out]  # fmt: skip
+        quiet = asyncio.subprocess.DEVNULL
+        recorders.append(await asyncio.create_subprocess_exec(*command, stdout=quiet, stderr=quiet))
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            await recorder.wait()
+
+
+async def measure(args: argparse.Namespace, server: Server, backend: Backend, tag: str) -> Measured:
     """Connect and join every client to `server`, then the steady phase and the burst."""
     load = ForeignLoad()
     await asyncio.sleep(SETTLE_S)
@@ -430,12 +456,14 @@ async def measure(args: argparse.Namespace, server: Server, backend: Backend) ->
         joined = max(clients.ready["joined"], 1)
         kib = (server.rss() - before) / joined / 1024
         ws, events = backend.workspace_id, round(args.rate * args.seconds)
-        steady_result, steady_cpu = await phase(
-            clients, server, "steady", events, lambda: steady(publisher, ws, events, args.rate)
-        )
-        burst_result, _ = await phase(
-            clients, server, "burst", args.burst, lambda: burst(publisher, ws, args.burst)
-        )
+        async with profiled(args, server, f"{tag}-steady"):
+            steady_result, steady_cpu = await phase(
+                clients, server, "steady", events, lambda: steady(publisher, ws, events, args.rate)
+            )
+        async with profiled(args, server, f"{tag}-burst"):
+            burst_result, _ = await phase(
+                clients, server, "burst", args.burst, lambda: burst(publisher, ws, args.burst)
+            )
     finally:
         await publisher.aclose()
         await clients.stop()
@@ -444,17 +472,17 @@ async def measure(args: argparse.Namespace, server: Server, backend: Backend) ->
     )
 
 
-async def run_rounds(
-    args: argparse.Namespace, servers: list[Server], backend: Backend
-) -> list[list[Measured]]:
+async def run_rounds(args: argparse.Namespace, backend: Backend) -> list[list[Measured]]:
     """Every server once a round, the order rotating by one each round."""
+    names = server_names(args)
     rounds = []
     for index in range(args.rounds):
-        shift = index % len(servers)
-        order = servers[shift:] + servers[:shift]
+        shift = index % len(names)
         measured = []
-        for server in order:
-            measured.append(await measure(args, server, backend))
+        for name in names[shift:] + names[:shift]:
+            with started(name, backend) as server:
+                tag = f"{name.replace(' ', '')}-r{index + 1}"
+                measured.append(await measure(args, server, backend, tag))
             print(f"  round {index + 1}: {line(measured[-1])}", file=sys.stderr)
         rounds.append(measured)
     return rounds
@@ -521,25 +549,32 @@ async def create_backend(mongo_uri: str, workdir: Path) -> Backend:
     return Backend(mongo_uri, db_name, secrets.token_urlsafe(32), workspace_id, workdir)
 
 
-def start_servers(
-    args: argparse.Namespace, stack: contextlib.ExitStack, backend: Backend
-) -> list[Server]:
-    servers = []
-    for name in args.servers:
-        if name == "head":
-            servers.append(stack.enter_context(heads(backend, 1, None)))
-        elif name == "node":
+def server_names(args: argparse.Namespace) -> list[str]:
+    return args.servers + [f"head x{count}" for count in args.head_processes]
+
+
+@contextlib.contextmanager
+def started(name: str, backend: Backend) -> Iterator[Server]:
+    """A fresh server of that name, stopped on exit: a process that served the last round
+    keeps the memory it freed, so each measurement starts its own."""
+    if name == "head":
+        with heads(backend, 1, None) as server:
+            yield server
+    elif name in ("node", "stock"):
+        if name == "node":
             command = [shutil.which("node") or "node", str(NODE_DIR / "relay.js")]
-            servers.append(stack.enter_context(relay("node", command, backend)))
-        elif name == "stock":
+        else:
             command = [sys.executable, str(NODE_DIR / "python_relay.py")]
-            servers.append(stack.enter_context(relay("stock", command, backend)))
-    for count in args.head_processes:
-        redis_url, redis_proc = stack.enter_context(redis_server(backend.workdir))
-        server = stack.enter_context(heads(backend, count, redis_url))
-        server.processes.append(redis_proc)
-        servers.append(server)
-    return servers
+        with relay(name, command, backend) as server:
+            yield server
+    else:
+        count = int(name.removeprefix("head x"))
+        with (
+            redis_server(backend.workdir) as (url, redis_proc),
+            heads(backend, count, url) as server,
+        ):
+            server.processes.append(redis_proc)
+            yield server
 
 
 def orchestrate(args: argparse.Namespace) -> int:
@@ -550,9 +585,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     try:
         with EmbeddedMongo(workdir / "mongo", in_memory=True) as mongo:
             backend = asyncio.run(create_backend(mongo.uri, workdir))
-            with contextlib.ExitStack() as stack:
-                servers = start_servers(args, stack, backend)
-                rounds = asyncio.run(run_rounds(args, servers, backend))
+            rounds = asyncio.run(run_rounds(args, backend))
     except BaseException:
         print(f"bench failed or interrupted; logs kept in {workdir}", file=sys.stderr)
         raise
@@ -585,7 +618,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="comma-separated: head, node, stock")  # fmt: skip
     parser.add_argument("--head-processes", type=int, action="append", default=[],
                         help="also K heads sharing rooms through Redis (repeatable)")  # fmt: skip
+    parser.add_argument("--py-spy", type=Path, metavar="DIR",
+                        help="record the Python servers' stacks during the phases")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.py_spy is not None:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
     args.servers = [s for s in args.servers.split(",") if s]
     unknown = set(args.servers) - {"head", "node", "stock"}
     if unknown:
