@@ -21,7 +21,8 @@ connecting and joining in waves of `--wave`. The publisher is this process, one 
 per event to `/internal/events` (the head's with its bearer token); each payload carries
 `sentAt` (time.time() just before its POST) and the client takes latency against its own
 clock at receipt (one machine, one clock). Two phases per measurement:
-- steady: `--rate` events a second for `--seconds`, open loop (a send does not wait for the
+- steady (after one warm-up event that no phase counts): `--rate` events a second for
+  `--seconds`, open loop (a send does not wait for the
   previous one); p50/p99 latency of every delivery; server CPU seconds (user + system, all
   its processes) from the first send to the last receipt, divided by the deliveries;
 - burst: `--burst` events sent at once (HTTP client pool of 100 connections); deliveries
@@ -456,6 +457,9 @@ async def measure(args: argparse.Namespace, server: Server, backend: Backend, ta
         joined = max(clients.ready["joined"], 1)
         kib = (server.rss() - before) / joined / 1024
         ws, events = backend.workspace_id, round(args.rate * args.seconds)
+        # one event no phase counts: the publisher's first connection and the server's
+        # first request on each path are not the steady state
+        await publish_one(publisher, ws, progress("warm-up", 0, 1))
         async with profiled(args, server, f"{tag}-steady"):
             steady_result, steady_cpu = await phase(
                 clients, server, "steady", events, lambda: steady(publisher, ws, events, args.rate)
