@@ -8,8 +8,10 @@ What runs (all on loopback, all stopped on exit):
 - "head": `python -m cluster.cli head` (real NextAuth cookie check, MongoDB lookup on each
   join, per-socket session, event history, the publish token), over the embedded MongoDB
   (in memory) holding one workspace; INDEXER_WARM=0 (no Ray);
-- "head xK": K head processes sharing rooms through a `redis-server` (REDIS_URL), clients
-  spread over them (`--head-processes K`, repeatable with different K);
+- "head xK": K head processes sharing rooms through a `redis-server` (REDIS_URL; "head x1"
+  is one head with Redis), clients spread over them, events published through the first
+  (`--head-processes K`, repeatable with different K); the redis-server's CPU and memory
+  count as the server's;
 - "node": `node bench/node/relay.js`, socket.io 4 with default options doing the least the
   same clients and publisher need (join a room, answer, relay POSTed events to the room);
 - "stock": `bench/node/python_relay.py`, the same least work on python-socketio's and
@@ -224,7 +226,7 @@ def heads(backend: Backend, count: int, redis_url: str | None) -> Iterator[Serve
             urls.append(f"http://127.0.0.1:{port}")
         for url, proc in zip(urls, procs, strict=True):
             wait_until(lambda u=url: ready(u), f"head {url}", proc)
-        name = "head" if count == 1 else f"head x{count}"
+        name = "head" if redis_url is None else f"head x{count}"
         processes = [psutil.Process(p.pid) for p in procs]
         yield Server(name, urls, urls[0], backend.publish_token(), processes)
 

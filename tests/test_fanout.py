@@ -294,3 +294,31 @@ async def test_a_client_that_stops_reading_is_dropped(
     assert "dropping a websocket that does not read its messages" in caplog.text
     seen = await events(reader, sent)
     assert [data["pagesDone"] for _, data in seen] == list(range(1, sent + 1))
+
+
+async def test_events_published_at_once_keep_seq_order_across_redis_heads(
+    redis_heads, db, session_cookie, connect_client
+) -> None:
+    """Concurrent publishes through one head: the history numbers them in Redis (awaited),
+    and each head must still deliver them in that order, or a client that drops what it
+    has seen (the spec's rule) would drop an event."""
+    heads = redis_heads(2)
+    workspace_id = await make_workspace(db)
+    clients = [await connect_client(h.url, session_cookie("alice")) for h in heads]
+    for client in clients:
+        await client.join(workspace_id)
+    token = heads[0].settings.effective_publish_token().reveal()
+    publisher = HttpEventPublisher(heads[0].url, token, timeout_s=10)
+    count = 60
+    try:
+        await asyncio.gather(
+            *(
+                publisher.publish(workspace_id, "index:progress", {**PROGRESS, "pagesDone": n})
+                for n in range(count)
+            )
+        )
+    finally:
+        await publisher.aclose()
+    assert len(heads[0].state.broadcasts) == 0  # no lock kept for a workspace at rest
+    for client in clients:
+        assert [data["seq"] for _, data in await events(client, count)] == list(range(1, count + 1))
