@@ -16,24 +16,27 @@ The Socket.IO encoding is already done once per emit; the cost is everything aft
 per socket. Per-message deflate also held 46 KiB of zlib state per connection, half of
 the head's memory per connection (tracemalloc).
 
-What this module does instead, for connections whose first request is a websocket (the
-browser's progress page connects so, and most socket.io-client setups upgrade to one):
+What this module does instead, for every websocket (the browser's progress page connects
+with one; socket.io-client's default, polling first, upgrades to one):
 - `DirectWebSocket` is python-engineio's websocket driver class for the head (engineio
   creates one per websocket request through its driver table, `eio._async["websocket"]`).
-  It serves the Engine.IO session itself, as engineio's `_websocket_handler` would, minus
+  It serves the Engine.IO session itself, as engineio's `_websocket_handler` would (the
+  upgrade handshake when the socket began with polling, then the client's packets), minus
   the writer task: the socket's queue becomes a `DirectQueue` that frames and writes each
-  packet engineio sends (OPEN, CONNECT, pings, replies, CLOSE) as it is sent. The socket
-  is registered in `Wires` under its Engine.IO sid while the websocket is open.
+  packet engineio sends (OPEN, CONNECT, pings, replies, CLOSE) as it is sent, after what
+  was already queued. The socket is registered in `Wires` under its Engine.IO sid while
+  the websocket is open.
 - `FanoutManager` (python-socketio's documented seam: a client manager subclassing
   `AsyncManager`; `FanoutRedisManager` is the same over `AsyncRedisManager`) encodes an
   event once, frames it once, and writes that frame to every registered websocket in the
   room in one loop (`head.ws_transport.FrameSinkProtocol.write_frame`, which never waits);
-  other participants (polling clients, sockets that upgraded from polling, a server
+  other participants (polling clients, a socket in the middle of its upgrade, a server
   without the frame sink) take python-socketio's ordinary path, unchanged.
 Order holds because every packet to a registered websocket, from engineio or from the
-manager, is written synchronously at the moment it is sent: there is no second queue to
-overtake. A socket that upgraded from polling keeps engineio's own handler: packets
-queued before its upgrade would otherwise be overtaken. The room membership read at the
+manager, is written synchronously at the moment it is sent, and a socket is registered
+only once what engineio had queued for it is written: there is no second queue to
+overtake. (engine.io clients send UPGRADE once their last poll has returned, so no poll
+holds packets then either.) The room membership read at the
 moment of the emit decides who gets an event, as in python-socketio: a socket that left
 or was revoked is no longer a participant.
 """
@@ -117,12 +120,13 @@ class DirectQueue:
 
 
 class DirectWebSocket(WebSocket):
-    """python-engineio's ASGI websocket driver, serving websocket-first sessions itself.
+    """python-engineio's ASGI websocket driver, serving Engine.IO websocket sessions itself.
 
     engineio calls `DirectWebSocket(handler, server)(environ)` for every websocket request,
-    `handler` being the Engine.IO socket's `_websocket_handler`. A socket that is already
-    connected is upgrading from polling, and a request without a frame sink comes from a
-    server that offers none: both get engineio's own handler.
+    `handler` being the Engine.IO socket's `_websocket_handler`; what follows does what that
+    handler does (the upgrade handshake of a socket that began with polling, then reading
+    the client's packets), without its writer task. A request without a frame sink comes
+    from a server that offers none and gets engineio's own handler.
     """
 
     def __init__(self, wires: Wires, handler: Any, server: engineio.AsyncServer) -> None:
@@ -134,19 +138,40 @@ class DirectWebSocket(WebSocket):
         socket = getattr(self.handler, "__self__", None)
         scope = environ.get("asgi.scope", {})
         sink = scope.get("extensions", {}).get(FRAME_SINK_EXTENSION)
-        if sink is None or socket is None or socket.connected:
+        if sink is None or socket is None:
             return str(await super().__call__(environ))
         self.asgi_receive = environ["asgi.receive"]
         self.asgi_send = environ["asgi.send"]
         await self.asgi_send({"type": "websocket.accept"})
-        await self._serve(socket, sink)
+        if not socket.connected or await self._upgrade(socket):
+            await self._serve(socket, sink)
         return ""
 
+    async def _upgrade(self, socket: Any) -> bool:
+        """engineio's upgrade handshake: the client's probe answered, its pending poll
+        ended (with a NOOP, as engineio does), then its UPGRADE. Meanwhile engineio answers
+        polls with NOOP (`upgrading`) and packets wait in the socket's queue."""
+        socket.upgrading = True
+        try:
+            probe = await self._next_packet()
+            if probe is None or (probe.packet_type, probe.data) != (eio_packet.PING, "probe"):
+                return False
+            await self.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+            await socket.queue.put(eio_packet.Packet(eio_packet.NOOP))
+            upgrade = await self._next_packet()
+            return upgrade is not None and upgrade.packet_type == eio_packet.UPGRADE
+        finally:
+            socket.upgrading = False
+
     async def _serve(self, socket: Any, sink: FrameSink) -> None:
-        """The session: engineio's packets written as sent, the client's read in order."""
-        queued = list(_drained(socket.queue))  # the OPEN packet, sent before the upgrade
+        """The session: engineio's packets written as sent, the client's read in order.
+
+        What waits in engineio's queue (the OPEN packet of a websocket-first session; what
+        was sent during an upgrade) is written first, in order, before anything else can be.
+        """
+        queue = socket.queue
         socket.queue = DirectQueue(sink, self.close)
-        for pkt in queued:
+        for pkt in list(_drained(queue)):
             await socket.queue.put(pkt)
         socket.connected = socket.upgraded = True
         self._wires.add(socket.sid, sink)
@@ -158,24 +183,30 @@ class DirectWebSocket(WebSocket):
             await socket.close(wait=False, abort=True, reason=reason)
             await self.close()
 
-    async def _read(self, socket: Any) -> None:
-        """Hand each client packet to engineio, one at a time, until the client goes or
-        stays silent past a ping cycle (engineio's own bound)."""
+    async def _next_packet(self) -> eio_packet.Packet | None:
+        """The client's next packet; None when it goes, stays silent past a ping cycle
+        (engineio's own bound), or sends what is not a packet."""
         server = self._server
-        silence_s = server.ping_interval + server.ping_timeout
-        while True:
+        try:
+            async with asyncio.timeout(server.ping_interval + server.ping_timeout):
+                data = await self.wait()
+        except (TimeoutError, OSError):
+            return None
+        if len(data) > server.max_http_buffer_size:
+            return None
+        try:
+            return eio_packet.Packet(encoded_packet=data)
+        except (ValueError, IndexError):
+            return None
+
+    async def _read(self, socket: Any) -> None:
+        """Hand each client packet to engineio, one at a time, until the client goes."""
+        while (pkt := await self._next_packet()) is not None:
             try:
-                async with asyncio.timeout(silence_s):
-                    data = await self.wait()
-            except (TimeoutError, OSError):
-                return
-            if len(data) > server.max_http_buffer_size:
-                return
-            try:
-                await socket.receive(eio_packet.Packet(encoded_packet=data))
+                await socket.receive(pkt)
             except eio_exceptions.UnknownPacketError:
                 continue
-            except (eio_exceptions.SocketIsClosedError, ValueError, IndexError):
+            except eio_exceptions.SocketIsClosedError:
                 return
 
 

@@ -19,6 +19,7 @@ import struct
 from typing import Any
 
 import pytest
+import socketio
 
 from core.publisher import HttpEventPublisher, make_publisher
 from core.workspaces import create_workspace
@@ -30,7 +31,8 @@ from tests.test_node_client import NODE_DIR, read_line
 pytestmark = pytest.mark.asyncio
 
 # the browser's library polling only, and upgrading from polling to a websocket
-TRANSPORTS = ("polling", "polling,websocket")
+UPGRADING = "polling,websocket"
+TRANSPORTS = ("polling", UPGRADING)
 PROGRESS = {"phase": "embed", "docsDone": 0, "docsTotal": 1, "pagesTotal": 100}
 
 
@@ -70,10 +72,15 @@ async def node_client(
     return process
 
 
-async def finish(process: asyncio.subprocess.Process, publisher: Any, workspace_id: str) -> None:
-    """Send `index:ready` (a node client exits on it) and wait for the client to exit."""
-    await publisher.publish(workspace_id, "index:ready", {"pageCount": 1})
-    assert await asyncio.wait_for(process.wait(), 30) == 0
+async def finish(processes: list[Any], settings: Any, workspace_id: str) -> None:
+    """Send `index:ready` (a node client exits on it) and wait for the clients to exit."""
+    publisher = make_publisher(settings)
+    try:
+        await publisher.publish(workspace_id, "index:ready", {"pageCount": 1})
+    finally:
+        await publisher.aclose()
+    for process in processes:
+        assert await asyncio.wait_for(process.wait(), 30) == 0
 
 
 def manager(head: Any) -> Any:
@@ -91,28 +98,37 @@ async def events(client: Any, count: int) -> list[tuple[str, Any]]:
 async def test_websocket_sessions_take_the_direct_path(
     head, db, session_cookie, connect_client
 ) -> None:
-    """A websocket-first session is served by DirectWebSocket (its engineio queue replaced,
-    its frame sink registered) and gets events through it; a polling one does not."""
+    """Websocket sessions, begun as one or upgraded from polling (python-socketio's client
+    and the browser's library), are served by DirectWebSocket (the engineio socket's queue
+    replaced, its frame sink registered) and get events through it; polling ones do not."""
     workspace_id = await make_workspace(db)
     websocket = await connect_client(head.url, session_cookie("alice"))
-    await websocket.join(workspace_id)
-    polling = await node_client(head.url, session_cookie("bob"), workspace_id, "polling")
-    wires = manager(head).wires
-    assert wires.get(eio_sid(websocket)) is not None
-    assert len(wires) == 1
-    eio_socket = head.state.sio.eio.sockets[eio_sid(websocket)]
-    assert isinstance(eio_socket.queue, DirectQueue)
-    direct, ordinary = manager(head).direct_deliveries, manager(head).ordinary_deliveries
-    await publish(head.settings, workspace_id, range(1, 4))
-    assert [data["pagesDone"] for _, data in await events(websocket, 3)] == [1, 2, 3]
-    assert [(await read_line(polling))["data"]["pagesDone"] for _ in range(3)] == [1, 2, 3]
-    assert manager(head).direct_deliveries - direct == 3
-    assert manager(head).ordinary_deliveries - ordinary == 3
-    publisher = make_publisher(head.settings)
+    upgraded = socketio.AsyncClient(reconnection=False)
+    received: asyncio.Queue[Any] = asyncio.Queue()
+    upgraded.on("index:progress", received.put)
+    await upgraded.connect(head.url, headers={"Cookie": session_cookie("alice")})
     try:
-        await finish(polling, publisher, workspace_id)
+        assert upgraded.transport() == "websocket"
+        await websocket.join(workspace_id)
+        await upgraded.emit("workspace:join", {"workspaceId": workspace_id})
+        polling = await node_client(head.url, session_cookie("bob"), workspace_id, "polling")
+        node = await node_client(head.url, session_cookie("bob"), workspace_id, UPGRADING)
+        wires = manager(head).wires
+        wait_until(lambda: len(wires) == 3, 10, "the upgrades")
+        for client in (websocket.client, upgraded):
+            assert wires.get(client.eio.sid) is not None
+            assert isinstance(head.state.sio.eio.sockets[client.eio.sid].queue, DirectQueue)
+        direct, ordinary = manager(head).direct_deliveries, manager(head).ordinary_deliveries
+        await publish(head.settings, workspace_id, range(1, 4))
+        assert [data["pagesDone"] for _, data in await events(websocket, 3)] == [1, 2, 3]
+        assert [(await received.get())["pagesDone"] for _ in range(3)] == [1, 2, 3]
+        for process in (polling, node):
+            assert [(await read_line(process))["data"]["pagesDone"] for _ in range(3)] == [1, 2, 3]
+        assert manager(head).direct_deliveries - direct == 3 * 3
+        assert manager(head).ordinary_deliveries - ordinary == 3
+        await finish([polling, node], head.settings, workspace_id)
     finally:
-        await publisher.aclose()
+        await upgraded.disconnect()
 
 
 async def test_every_transport_gets_every_event_once_in_order(
