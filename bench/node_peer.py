@@ -15,7 +15,9 @@ What runs (all on loopback, all stopped on exit):
 - "node": `node bench/node/relay.js`, socket.io 4 with default options doing the least the
   same clients and publisher need (join a room, answer, relay POSTed events to the room);
 - "stock": `bench/node/python_relay.py`, the same least work on python-socketio's and
-  uvicorn's defaults.
+  uvicorn's defaults;
+- `--head-tree NAME=DIR`: a head run from another source tree (`git worktree add DIR
+  COMMIT`, or `git archive COMMIT | tar -x -C DIR`), to compare commits in one run.
 
 Every server is driven by the same Node process (`bench/node/clients.js`): `--clients` npm
 socket.io-client connections over websocket (the browser's library), all in one room,
@@ -211,9 +213,12 @@ def head_env(backend: Backend, port: int, redis_url: str | None) -> dict[str, st
 
 
 @contextlib.contextmanager
-def heads(backend: Backend, count: int, redis_url: str | None) -> Iterator[Server]:
-    """`count` head processes (`python -m cluster.cli head`), sharing rooms through Redis
-    when there are several; events are published through the first."""
+def heads(
+    backend: Backend, count: int, redis_url: str | None, *, tree: Path = REPO_ROOT, name: str = ""
+) -> Iterator[Server]:
+    """`count` head processes (`python -m cluster.cli head`, run from the source `tree`),
+    sharing rooms through Redis when there are several; events are published through the
+    first."""
     with contextlib.ExitStack() as stack:
         urls, procs = [], []
         for _ in range(count):
@@ -222,11 +227,11 @@ def heads(backend: Backend, count: int, redis_url: str | None) -> Iterator[Serve
                        "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
             log = backend.workdir / f"head-{port}.log"
             env = head_env(backend, port, redis_url)
-            procs.append(stack.enter_context(child(command, log, env, REPO_ROOT)))
+            procs.append(stack.enter_context(child(command, log, env, tree)))
             urls.append(f"http://127.0.0.1:{port}")
         for url, proc in zip(urls, procs, strict=True):
             wait_until(lambda u=url: ready(u), f"head {url}", proc)
-        name = "head" if redis_url is None else f"head x{count}"
+        name = name or ("head" if redis_url is None else f"head x{count}")
         processes = [psutil.Process(p.pid) for p in procs]
         yield Server(name, urls, urls[0], backend.publish_token(), processes)
 
@@ -486,7 +491,7 @@ async def run_rounds(args: argparse.Namespace, backend: Backend) -> list[list[Me
         shift = index % len(names)
         measured = []
         for name in names[shift:] + names[:shift]:
-            with started(name, backend) as server:
+            with started(name, backend, args.head_tree) as server:
                 tag = f"{name.replace(' ', '')}-r{index + 1}"
                 measured.append(await measure(args, server, backend, tag))
             print(f"  round {index + 1}: {line(measured[-1])}", file=sys.stderr)
@@ -556,14 +561,17 @@ async def create_backend(mongo_uri: str, workdir: Path) -> Backend:
 
 
 def server_names(args: argparse.Namespace) -> list[str]:
-    return args.servers + [f"head x{count}" for count in args.head_processes]
+    return [*args.servers, *(f"head x{n}" for n in args.head_processes), *args.head_tree]
 
 
 @contextlib.contextmanager
-def started(name: str, backend: Backend) -> Iterator[Server]:
+def started(name: str, backend: Backend, trees: dict[str, Path]) -> Iterator[Server]:
     """A fresh server of that name, stopped on exit: a process that served the last round
     keeps the memory it freed, so each measurement starts its own."""
-    if name == "head":
+    if name in trees:
+        with heads(backend, 1, None, tree=trees[name], name=name) as server:
+            yield server
+    elif name == "head":
         with heads(backend, 1, None) as server:
             yield server
     elif name in ("node", "stock"):
@@ -624,12 +632,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="comma-separated: head, node, stock")  # fmt: skip
     parser.add_argument("--head-processes", type=int, action="append", default=[],
                         help="also K heads sharing rooms through Redis (repeatable)")  # fmt: skip
+    parser.add_argument("--head-tree", action="append", default=[], metavar="NAME=DIR",
+                        help="also a head run from another source tree, e.g. a checkout "
+                             "of an earlier commit (repeatable)")  # fmt: skip
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="record the Python servers' stacks during the phases")  # fmt: skip
     args = parser.parse_args(argv)
     if args.py_spy is not None:
         args.py_spy.mkdir(parents=True, exist_ok=True)
     args.servers = [s for s in args.servers.split(",") if s]
+    trees = [tree.partition("=") for tree in args.head_tree]
+    if any(not name or not path or not Path(path).is_dir() for name, _, path in trees):
+        parser.error("--head-tree wants NAME=DIR, DIR a source tree")
+    args.head_tree = {name: Path(path).resolve() for name, _, path in trees}
     unknown = set(args.servers) - {"head", "node", "stock"}
     if unknown:
         parser.error(f"unknown servers: {sorted(unknown)}")
