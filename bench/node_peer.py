@@ -40,7 +40,8 @@ only grows; exit status 1 otherwise.
 Servers are measured one after the other, `--rounds` times, the order rotating every round;
 the table gives the median of the rounds and each ratio to Node's. "other load" is the share
 of all CPUs that processes not this benchmark's took during each measurement: on a shared
-machine, compare rows measured under similar load (CPU per delivery moves least with it).
+machine, compare rows measured under similar load (CPU per delivery moves least with it);
+`--quiet-below 0.3` waits for a quieter machine before each measurement.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ STOP_TIMEOUT_S = 10.0
 PHASE_TIMEOUT_S = 120.0
 PUBLISH_TIMEOUT_S = 30.0
 SETTLE_S = 1.0
+QUIET_WAIT_S = 300.0
 POLL_S = 0.1
 EVENT = "index:progress"
 
@@ -452,8 +454,20 @@ async def profiled(args: argparse.Namespace, server: Server, tag: str) -> Any:
             await recorder.wait()
 
 
+def wait_for_quiet(threshold: float) -> None:
+    """With `--quiet-below`: wait (at most QUIET_WAIT_S) until the other load is under
+    `threshold`, so that the servers are measured under similar load."""
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while (load := other_load()) >= threshold:
+        if time.monotonic() > deadline:
+            print(f"  other load still {load:.0%}: measuring anyway", file=sys.stderr)
+            return
+
+
 async def measure(args: argparse.Namespace, server: Server, backend: Backend, tag: str) -> Measured:
     """Connect and join every client to `server`, then the steady phase and the burst."""
+    if args.quiet_below is not None:
+        wait_for_quiet(args.quiet_below)
     load = ForeignLoad()
     await asyncio.sleep(SETTLE_S)
     before = server.rss()
@@ -635,6 +649,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--head-tree", action="append", default=[], metavar="NAME=DIR",
                         help="also a head run from another source tree, e.g. a checkout "
                              "of an earlier commit (repeatable)")  # fmt: skip
+    parser.add_argument("--quiet-below", type=float, metavar="SHARE",
+                        help="before each measurement, wait until the other load is "
+                             "under SHARE (0-1), at most 5 minutes")  # fmt: skip
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="record the Python servers' stacks during the phases")  # fmt: skip
     args = parser.parse_args(argv)
