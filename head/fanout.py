@@ -142,6 +142,9 @@ class DirectWebSocket(WebSocket):
             return str(await super().__call__(environ))
         self.asgi_receive = environ["asgi.receive"]
         self.asgi_send = environ["asgi.send"]
+        # A websocket request has no body: the body reader engineio made for it (a class of
+        # its own per request, 2.5 KiB) would live as long as the session's environ.
+        environ.pop("wsgi.input", None)
         await self.asgi_send({"type": "websocket.accept"})
         if not socket.connected or await self._upgrade(socket):
             await self._serve(socket, sink)
