@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import socket
 import struct
@@ -24,7 +25,7 @@ import socketio
 from core.publisher import HttpEventPublisher, make_publisher
 from core.workspaces import create_workspace
 from head.fanout import DirectQueue
-from tests.conftest import wait_until
+from tests.conftest import EVENT_TIMEOUT_S
 from tests.node_tools import ensure_node_modules
 from tests.test_node_client import NODE_DIR, read_line
 
@@ -83,6 +84,15 @@ async def finish(processes: list[Any], settings: Any, workspace_id: str) -> None
         assert await asyncio.wait_for(process.wait(), 30) == 0
 
 
+async def eventually(condition: Any, what: str, timeout_s: float = EVENT_TIMEOUT_S) -> None:
+    """Poll `condition` without blocking this event loop (the clients run on it)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
 def manager(head: Any) -> Any:
     return head.state.sio.manager
 
@@ -114,7 +124,7 @@ async def test_websocket_sessions_take_the_direct_path(
         polling = await node_client(head.url, session_cookie("bob"), workspace_id, "polling")
         node = await node_client(head.url, session_cookie("bob"), workspace_id, UPGRADING)
         wires = manager(head).wires
-        wait_until(lambda: len(wires) == 3, 10, "the upgrades")
+        await eventually(lambda: len(wires) == 3, "the upgrades")
         for client in (websocket.client, upgraded):
             assert wires.get(client.eio.sid) is not None
             assert isinstance(head.state.sio.eio.sockets[client.eio.sid].queue, DirectQueue)
@@ -209,8 +219,8 @@ async def test_closed_sessions_leave_the_wires(head, db, session_cookie, connect
     await client.join(workspace_id)
     sid = eio_sid(client)
     await client.client.disconnect()
-    wait_until(lambda: manager(head).wires.get(sid) is None, 10, "the session to end")
-    wait_until(lambda: sid not in head.state.sio.eio.sockets, 10, "engineio to forget it")
+    await eventually(lambda: manager(head).wires.get(sid) is None, "the session to end")
+    await eventually(lambda: sid not in head.state.sio.eio.sockets, "engineio to forget it")
     assert head.state.sio.manager.rooms.get("/", {}).get(workspace_id) is None
 
 
@@ -338,3 +348,31 @@ async def test_events_published_at_once_keep_seq_order_across_redis_heads(
     assert len(heads[0].state.broadcasts) == 0  # no lock kept for a workspace at rest
     for client in clients:
         assert [data["seq"] for _, data in await events(client, count)] == list(range(1, count + 1))
+
+
+async def test_keepalive_pings_flow_over_a_direct_session(
+    head, db, session_cookie, connect_client, caplog
+) -> None:
+    """python-engineio pings each socket and expects its pong; on a DirectWebSocket session
+    both go through the session (the ping a frame written when sent, the pong read by its
+    loop), so a client stays connected across ping cycles (python-socketio's client gives
+    up after pingInterval + pingTimeout without a ping, the head after pingTimeout without
+    a pong)."""
+    caplog.set_level(logging.INFO, logger="engineio.server")  # it logs each packet it gets
+    eio = head.state.sio.eio
+    eio.ping_interval, eio.ping_timeout = 1, 1  # seconds; the client learns them at OPEN
+    workspace_id = await make_workspace(db)
+    client = await connect_client(head.url, session_cookie("alice"))
+    await client.join(workspace_id)
+    sid = eio_sid(client)
+
+    def pongs() -> int:
+        return sum(
+            1 for r in caplog.records if r.getMessage().startswith(f"{sid}: Received packet PONG")
+        )
+
+    await eventually(lambda: pongs() >= 3, "three ping cycles", timeout_s=20)
+    assert client.client.connected
+    assert not eio.sockets[sid].closed
+    await publish(head.settings, workspace_id, range(1, 2))
+    assert (await client.next_event())[1]["pagesDone"] == 1
