@@ -116,8 +116,8 @@ def create_app(settings: Settings) -> PacketGuardMiddleware:
         watching = asyncio.create_task(watcher.run())
         runs.open()
         # What start-up allocated (modules, the app, its schemas) lives as long as the
-        # process: frozen, a full collection no longer walks it. With 500 sockets one took
-        # 100 ms, every socket's events waiting behind it; frozen, 25-45 ms.
+        # process: frozen, a full collection no longer walks it. Every socket's events wait
+        # behind a full collection; with 500 sockets one takes 100 ms, 25-45 ms frozen.
         gc.freeze()
         try:
             yield

@@ -1,9 +1,9 @@
 """Fan-out of Socket.IO events to websockets: encoded once per room, written to each socket
 without a task, a queue or a framing of its own.
 
-Where a delivery's CPU went (py-spy on the head during bench/node_peer.py: 500 Node
-socket.io-client websockets in one room, 20 events/s, then a burst of 200; shares of the
-head's samples, steady / burst):
+Where a delivery's CPU goes on python-socketio's own path (py-spy on a head serving 500
+Node socket.io-client websockets in one room, bench/node_peer.py; shares of the head's
+samples, steady phase / burst):
 - ~50%: python-engineio's writer task of each socket: its queue and `wait_for` (a task
   per wait; 18%), and uvicorn's ASGI `websocket.send`: the `websockets` library framing
   the message again for every socket (Frame.serialize, 8-12%), compressing it with the
@@ -11,10 +11,11 @@ head's samples, steady / burst):
 - ~25%: python-socketio's `AsyncManager.emit`: a task per socket (`create_task`, then
   `asyncio.wait` on them all), each waking that socket's writer task;
 - ~30%: the publish request (FastAPI, its middleware, the history), 5% of it a thread hop
-  for the synchronous publish-token dependency.
-The Socket.IO encoding is already done once per emit; the cost is everything after it,
-per socket. Per-message deflate also held 46 KiB of zlib state per connection, half of
-the head's memory per connection (tracemalloc).
+  for a synchronous dependency (`head.deps`).
+The Socket.IO encoding is done once per emit already; the cost is everything after it,
+per socket. Per-message deflate also holds 46 KiB of zlib state per connection, half of
+the head's memory per connection (tracemalloc). On the path below, the socket write is
+most of what is left (60% of the head's samples), then the publish request.
 
 What this module does instead, for every websocket (the browser's progress page connects
 with one; socket.io-client's default, polling first, upgrades to one):

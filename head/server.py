@@ -10,8 +10,8 @@ the Socket.IO message size before python-engineio sees them.
 Websockets are served by uvicorn's sans-I/O `websockets` protocol with a frame sink
 (`head.ws_transport`), so a broadcast is framed once for every socket, and without
 per-message deflate, as the Node.js Socket.IO server has it by default: compressing each
-small event for each socket cost more CPU than the rest of its delivery, and each
-connection held 46 KiB of compressor state (`head.fanout` has the figures). Clients that
+small event for each socket costs more CPU than the rest of its delivery, and each
+connection holds 46 KiB of compressor state (`head.fanout` has the figures). Clients that
 offer the extension (browsers, socket.io-client) simply get plain frames.
 """
 
