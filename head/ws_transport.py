@@ -6,12 +6,13 @@ serialization, the extensions) and written with its own `await`. `FrameSinkProto
 lets `head.fanout` frame a message once (`encode_frame`) and hand the same bytes to
 every connection's transport, synchronously, in the order it calls.
 
-The protocol is uvicorn's own (`ws="websockets-sansio"`, selected by `head.server`'s
-options, a documented uvicorn setting); it advertises the sink in the websocket scope's
-`extensions[FRAME_SINK_EXTENSION]`. A frame is written only while the connection is open
-and uncompressed (per-message deflate needs a compressor per connection, which the head
-turns off: `head.server`); otherwise `write_frame` returns False and the caller takes the
-ordinary ASGI path. The attributes read here (`close_sent`, `disconnected`, `conn`,
+The protocol is uvicorn's own sans-I/O `websockets` one, subclassed and selected by
+`head.server`'s options (`ws=`, a documented uvicorn setting). It advertises the sink in
+the websocket scope's `extensions[FRAME_SINK_EXTENSION]` when no websocket extension was
+negotiated: per-message deflate needs a compressor per connection; the head turns it off
+(`head.server`), and a server run with it serves the connections that use it the ordinary
+way. A frame is written only while the connection is open; otherwise `write_frame`
+returns False. The attributes read here (`close_sent`, `disconnected`, `conn`,
 `transport`) are uvicorn's protocol state; tests/test_fanout.py fails if an upgrade of
 uvicorn or websockets moves them.
 """
@@ -62,11 +63,13 @@ class FrameSinkProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
-        if scope is not None:  # a websocket request (not refused during the handshake)
+        # a websocket request not refused at the handshake, whose frames go out as they are
+        # (an extension such as per-message deflate would transform each one)
+        if scope is not None and not self.conn.extensions:
             scope["extensions"][FRAME_SINK_EXTENSION] = self
 
     def write_frame(self, frame: bytes) -> bool:
-        """Write `frame` to the connection now; False when it is not open or compresses.
+        """Write `frame` to the connection now; False when it is not open.
 
         Never waits: a client that reads slower than it is written to accumulates a
         buffer, and past MAX_BUFFERED_BYTES its connection is aborted.
@@ -75,7 +78,6 @@ class FrameSinkProtocol(WebSocketsSansIOProtocol):
             self.close_sent
             or self.disconnected
             or self.conn.state is not State.OPEN
-            or self.conn.extensions
             or self.transport.is_closing()
         ):
             return False

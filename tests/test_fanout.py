@@ -17,15 +17,18 @@ import logging
 import os
 import socket
 import struct
+import threading
 from typing import Any
 
 import pytest
 import socketio
+import uvicorn
 
 from core.publisher import HttpEventPublisher, make_publisher
 from core.workspaces import create_workspace
 from head.fanout import DirectQueue
-from tests.conftest import EVENT_TIMEOUT_S
+from head.server import uvicorn_options
+from tests.conftest import EVENT_TIMEOUT_S, HeadServer
 from tests.node_tools import ensure_node_modules
 from tests.test_node_client import NODE_DIR, read_line
 
@@ -68,7 +71,8 @@ async def node_client(
         "node", str(NODE_DIR / "sio_client.mjs"), url, cookie, workspace_id, transports,
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert (await read_line(process))["event"] == "connect"
+    first = await read_line(process)
+    assert first["event"] == "connect", first
     assert (await read_line(process))["event"] == "workspace:joined"
     return process
 
@@ -376,3 +380,31 @@ async def test_keepalive_pings_flow_over_a_direct_session(
     assert not eio.sockets[sid].closed
     await publish(head.settings, workspace_id, range(1, 2))
     assert (await client.next_event())[1]["pagesDone"] == 1
+
+
+class DeflateHead(HeadServer):
+    """A head served with per-message deflate on (the head's own options turn it off)."""
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        options = uvicorn_options(host="127.0.0.1", port=settings.port, log_level="warning")
+        config = uvicorn.Config(self.app, **{**options, "ws_per_message_deflate": True})
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+
+async def test_compressed_websockets_take_the_ordinary_path(settings, db, session_cookie) -> None:
+    """A websocket that negotiated per-message deflate (the browser's library offers it;
+    here it upgrades to one) cannot take ready-made frames: python-engineio serves it as it
+    would without the fast path, and it gets every event."""
+    head = DeflateHead(settings).start()
+    try:
+        workspace_id = await make_workspace(db)
+        node = await node_client(head.url, session_cookie("alice"), workspace_id, UPGRADING)
+        assert len(manager(head).wires) == 0
+        await publish(head.settings, workspace_id, range(1, 4))
+        assert [(await read_line(node))["data"]["pagesDone"] for _ in range(3)] == [1, 2, 3]
+        assert manager(head).direct_deliveries == 0
+        await finish([node], head.settings, workspace_id)
+    finally:
+        head.stop()
