@@ -13,7 +13,9 @@ from head.session_auth import SessionIdentity
 from head.state import HeadState
 
 
-def get_state(request: Request) -> HeadState:
+async def get_state(request: Request) -> HeadState:
+    """The head's state. A coroutine, as every dependency here: FastAPI runs a plain
+    function dependency in its thread pool, a thread hop on every request."""
     state: HeadState = request.app.state.head
     return state
 

@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from core.db import Document
 from core.history import EventHistory, MemoryEventHistory
 from core.settings import Settings
+from head.keyed_lock import KeyedLock
 from head.metrics import HeadMetrics
 from head.session_auth import SessionAuthenticator
 
@@ -26,6 +27,8 @@ class HeadState:
     mongo: AsyncMongoClient[Document] | None = None
     redis: aioredis.Redis | None = None
     history: EventHistory = field(default_factory=MemoryEventHistory)
+    # one broadcast at a time per workspace (head.broadcast)
+    broadcasts: KeyedLock = field(default_factory=KeyedLock)
     authenticator_: SessionAuthenticator | None = field(default=None, repr=False)
 
     @property

@@ -13,7 +13,7 @@ from head.deps import State, check_bearer
 MAX_PAGE_SIZE = 200
 
 
-def require_admin(request: Request, state: State) -> None:
+async def require_admin(request: Request, state: State) -> None:
     """401 without a bearer token, 403 with a wrong one (compared in constant time)."""
     check_bearer(request, state.settings.admin_token)
 

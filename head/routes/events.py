@@ -21,7 +21,7 @@ from head.broadcast import broadcast
 from head.deps import State, check_bearer
 
 
-def require_publish_token(request: Request, state: State) -> None:
+async def require_publish_token(request: Request, state: State) -> None:
     """Checked before the body is read, so strangers learn nothing about the schema."""
     check_bearer(request, state.settings.effective_publish_token())
 

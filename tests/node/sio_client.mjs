@@ -1,14 +1,16 @@
 // The browser's Socket.IO library (socket.io-client@4) driven from node for tests.
-// Usage: node sio_client.mjs URL COOKIE WORKSPACE_ID
+// Usage: node sio_client.mjs URL COOKIE WORKSPACE_ID [TRANSPORTS]
+// TRANSPORTS: comma-separated, in the order tried (default "polling,websocket": the
+// library's own default, polling first, then an upgrade).
 // Prints one JSON line per event it sees; exits after index:ready, index:failed,
 // connect_error or an error event.
 import { io } from "socket.io-client";
 
-const [url, cookie, workspaceId] = process.argv.slice(2);
+const [url, cookie, workspaceId, transports = "polling,websocket"] = process.argv.slice(2);
 const socket = io(url, {
   withCredentials: true,
   extraHeaders: cookie ? { Cookie: cookie } : {},
-  transports: ["polling", "websocket"],
+  transports: transports.split(","),
   reconnection: false,
 });
 const print = (event, data) => process.stdout.write(JSON.stringify({ event, data }) + "\n");
