@@ -94,6 +94,20 @@ async def remove_other_spares(keep: str, aggregator: Any, names: list[str]) -> l
     return removed
 
 
+async def touch_parked(key: str) -> dict[str, int]:
+    """Touch the parked parser actors of `key` (they stay, and stay claimable); how many of
+    each phase there are."""
+    parked: dict[str, int] = {}
+    for name in actor_names(f"{NAME_PREFIX}-{key}-"):
+        phase = name.removeprefix(f"{NAME_PREFIX}-{key}-").split("-", 1)[0]
+        try:
+            if await ray.get_actor(name, namespace=NAMESPACE).touch.remote():
+                parked[phase] = parked.get(phase, 0) + 1
+        except (ValueError, RayError):  # left since it was listed, or cannot answer
+            continue
+    return parked
+
+
 def kept_actor_names() -> list[str]:
     """Names of the kept parser and ontology actors on the cluster (one call to Ray)."""
     return [n for n in actor_names("") if n.startswith((f"{NAME_PREFIX}-", f"{ONTOLOGY_PREFIX}-"))]

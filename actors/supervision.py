@@ -53,6 +53,9 @@ from core.settings import Settings
 
 # A call whose actor died under it this many times fails its document.
 STRIKES_TO_FAIL = 2
+# How long a pool none of whose actors has started waits for one (a cold start under load
+# takes seconds; no room on the cluster takes forever).
+START_TIMEOUT_S = 180.0
 # Deaths a call did not cause (its actor died before the call was sent) are retried, but
 # not forever.
 MAX_ATTEMPTS = 6
@@ -255,7 +258,7 @@ class SupervisedPool:
         """A started actor free to take a call for `document`; one that has not started
         (or cannot be placed for now) takes none."""
         while True:
-            member = await self._idle.get()
+            member = await self._next_idle()
             if member is None:
                 self._idle.put_nowait(None)  # for the next caller too
                 assert self._start_error is not None
@@ -270,6 +273,20 @@ class SupervisedPool:
             member.documents.add(document)
             member.in_flight += 1
             return member
+
+    async def _next_idle(self) -> _Member | None:
+        """The next free slot. While no actor of the pool has started, wait at most
+        START_TIMEOUT_S: a run must not wait forever for room on a cluster that has none."""
+        if any(m.is_ready for m in self._members) or not self._idle.empty():
+            return await self._idle.get()
+        try:
+            return await asyncio.wait_for(self._idle.get(), START_TIMEOUT_S)
+        except TimeoutError:
+            raise RunError(
+                self.phase,
+                f"no {self.phase} actor started in {START_TIMEOUT_S:.0f} s: the cluster has "
+                "no room for one (its CPUs are held by other actors)",
+            ) from None
 
     def _give_back(self, member: _Member) -> None:
         member.in_flight -= 1
@@ -492,6 +509,13 @@ class SupervisedActor:
         self._aggregator = None
         self._documents_before = documents
         self._idle.touch()
+
+    @ray.method(concurrency_group=CONTROL_GROUP)
+    async def touch(self) -> bool:
+        """Count as used now (a driver keeping the cluster warm); whether it is parked. A
+        parked actor stays claimable meanwhile."""
+        self._idle.touch()
+        return self._aggregator is None
 
     @ray.method(concurrency_group=CONTROL_GROUP)
     async def claim(self, aggregator: Any) -> int | None:

@@ -34,7 +34,13 @@ from actors.named import actor_key
 from actors.parser_pools import parser_pools, parser_spawners
 from actors.pool import ActorPool, PoolPlan, page_batch, plan_pools
 from actors.progress import ProgressAggregator
-from actors.spares import keeps_parsers, kept_actor_names, ontology_actor, remove_other_spares
+from actors.spares import (
+    keeps_parsers,
+    kept_actor_names,
+    ontology_actor,
+    remove_other_spares,
+    touch_parked,
+)
 from actors.supervision import SupervisedPool, pages_label
 from cluster.delivery_watch import DeliveryWatch
 from cluster.ray_runtime import cluster_size
@@ -610,8 +616,9 @@ class RunDriver:
 
     async def warm(self) -> dict[str, Any]:
         """The next run's frame, ready (asked again: one that left is replaced), and a set
-        of parser actors parked for it (claimed, checked, parked again; missing ones
-        started). Returns what the embed actors report (device, arithmetic, threads)."""
+        of parser actors parked for it: touched where they are (they stay, and any driver
+        may claim them meanwhile), topped up when some are missing. Returns what the embed
+        actors report (device, arithmetic, threads)."""
         if self._next is None:
             self._prepare_next(force=True)
         assert self._next is not None
@@ -622,7 +629,12 @@ class RunDriver:
             self._next = None  # an actor left: the next `warm` or run prepares afresh
             raise
         if keeps_parsers(self._settings):
-            await self._park_parsers(frame)
+            plan = frame.plan
+            wanted = {"fetch": plan.fetch_actors, "render": plan.render_actors}
+            wanted["analyze"] = plan.analyze_actors
+            parked = await touch_parked(actor_key(self._settings, plan))
+            if any(parked.get(phase, 0) < count for phase, count in wanted.items()):
+                await self._park_parsers(frame)
         return described
 
     async def _park_parsers(self, frame: RunFrame) -> None:
