@@ -28,8 +28,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-# Pages of one document a render → analyze → embed call takes at most (see `page_batch`).
-PAGE_BATCH = 8
+# Pages of one document a render → analyze → embed call takes at most (see `page_batch`):
+# a GPU encodes a large batch for about the price of a small one, so GPU plans take more.
+CPU_PAGE_BATCH = 8
+GPU_PAGE_BATCH = 16
 SLOTS_PER_ACTOR = 2
 
 
@@ -49,6 +51,7 @@ class PoolPlan:
     embed_streams: int
     ontology_cpus: float
     max_batches_in_flight: int
+    page_batch: int
 
     @property
     def encode_streams(self) -> int:
@@ -149,13 +152,14 @@ def _plan(
         embed_streams=streams,
         ontology_cpus=ontology,
         max_batches_in_flight=batches_in_flight(analyze, embed_actors * streams),
+        page_batch=GPU_PAGE_BATCH if embed_gpus else CPU_PAGE_BATCH,
     )
 
 
 def page_batch(pages: int, documents: int, plan: PoolPlan) -> int:
     """Pages per batch for a document of `pages` pages in a run of `documents` documents.
 
-    PAGE_BATCH when the run has documents enough to keep every encode stream busy with
+    The plan's page batch when the run has documents enough to keep every encode stream busy with
     batches of its own (large batches: fewer, larger writes, docs/BENCHMARKS.md, "What a
     page costs outside the model"). In a run of a few documents, a small one is cut finer,
     so it still makes two batches per encode stream and every stream starts embedding
@@ -163,8 +167,8 @@ def page_batch(pages: int, documents: int, plan: PoolPlan) -> int:
     docs/BENCHMARKS.md, "Start → ready on a warm head")."""
     spread = 2 * plan.encode_streams
     if documents >= spread:
-        return PAGE_BATCH
-    return max(1, min(PAGE_BATCH, pages // spread))
+        return plan.page_batch
+    return max(1, min(plan.page_batch, pages // spread))
 
 
 def batches_in_flight(parser_pairs: int, encode_streams: int) -> int:

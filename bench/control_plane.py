@@ -2,6 +2,7 @@
 path and the store sustain together, with parsing and the model taken out.
 
     .venv/bin/python bench/control_plane.py [--documents 10] [--pages 100] [--runs 3]
+                                            [--page-batch 16]
 
 A bench mode, not a product path: render, analyze and embed actors of this script's own
 (`TrivialRender`, `TrivialAnalyze`, `TrivialEmbed`) take the real actors' calls and report
@@ -11,13 +12,16 @@ page with fixed text and a fixed unit vector), but parse nothing and run no mode
 is the product: `cluster.driver.IndexRun` drives the run on a local Ray with 2 CPUs, the
 real fetch actors open the PDFs and count their pages, the real aggregator throttles and
 persists progress and publishes it (to no head), the real ontology actor builds concepts,
-against the embedded MongoDB server on disk. Prints pages/s for each run and the CPU
+against the embedded MongoDB server on disk. Batches are a GPU plan's size by default
+(`--page-batch`): with the model gone, this measures what a GPU node's pipeline asks of
+the control plane. Prints pages/s for each run and the CPU
 seconds per page of every process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +40,7 @@ from harness import (
 )
 
 from actors.parser_pools import parser_spawners
-from actors.pool import ActorPool, plan_pools
+from actors.pool import GPU_PAGE_BATCH, ActorPool, plan_pools
 from actors.spares import ontology_actor
 from actors.store import store_batch
 from actors.supervision import (
@@ -147,13 +151,16 @@ def trivial_pool(phase: str, actor: Any, settings: Settings, aggregator: Any, si
     )
 
 
-async def control_plane_run(settings: Settings, workspace_id: str) -> tuple[RunSummary, float]:
-    """One run of IndexRun with the trivial actors; its summary and wall seconds."""
+async def control_plane_run(
+    settings: Settings, workspace_id: str, page_batch: int
+) -> tuple[RunSummary, float]:
+    """One run of IndexRun with the trivial actors, `page_batch` pages a batch; its summary
+    and wall seconds."""
     client = open_client(settings.mongodb_uri.reveal())  # type: ignore[union-attr]
     db = client[settings.mongodb_db]
     try:
         await ensure_indexes(db)
-        plan = plan_pools(*cluster_size())
+        plan = dataclasses.replace(plan_pools(*cluster_size()), page_batch=page_batch)
         aggregator = new_aggregator(settings)
         spawn_fetch, fetchers = parser_spawners(
             settings, plan, settings_hash(settings), aggregator
@@ -193,6 +200,8 @@ async def control_plane_run(settings: Settings, workspace_id: str) -> tuple[RunS
 def main() -> None:
     parser = arguments(__doc__, documents=10, pages=100)
     parser.add_argument("--runs", type=int, default=3, help="runs on fresh workspaces")
+    parser.add_argument("--page-batch", type=int, default=GPU_PAGE_BATCH,
+                        help="pages per render → analyze → embed batch")  # fmt: skip
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-control-plane-"))
     paths = sample_corpus(work / "corpus", args)
@@ -205,7 +214,8 @@ def main() -> None:
         for run in range(1, args.runs + 1):
             workspace_id = asyncio.run(new_workspace(mongo.uri, settings.mongodb_db, paths))
             with CpuMeter() as meter:
-                summary, seconds = asyncio.run(control_plane_run(settings, workspace_id))
+                run_once = control_plane_run(settings, workspace_id, args.page_batch)
+                summary, seconds = asyncio.run(run_once)
             if summary.status != "succeeded":
                 raise RuntimeError(f"run {run}: {summary.error}")
             label = f"run {run}"

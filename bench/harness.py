@@ -42,7 +42,7 @@ import socketio
 from actors.layout import blocks_from_dict, chunk_page, page_text
 from actors.pdf import open_pdf
 from actors.png import encode_png
-from actors.pool import PAGE_BATCH
+from actors.pool import CPU_PAGE_BATCH
 from actors.render import preview_dpi
 from cluster.documents import add_document
 from cluster.sample_corpus import write_sample_workspace
@@ -492,13 +492,13 @@ def timed_index(settings: Settings, paths: Sequence[Path]) -> TimedRun:
 
 
 def chunk_batches(path: Path) -> list[list[str]]:
-    """The chunk texts of a PDF, grouped by PAGE_BATCH pages as the driver sends them to the
-    embed actor (empty groups left out)."""
+    """The chunk texts of a PDF, grouped by CPU_PAGE_BATCH pages as the driver sends them
+    to a CPU embed actor (empty groups left out)."""
     document = open_pdf(path.read_bytes())
     batches: list[list[str]] = []
-    for first in range(0, document.page_count, PAGE_BATCH):
+    for first in range(0, document.page_count, CPU_PAGE_BATCH):
         batch: list[str] = []
-        for page_no in range(first, min(first + PAGE_BATCH, document.page_count)):
+        for page_no in range(first, min(first + CPU_PAGE_BATCH, document.page_count)):
             blocks = blocks_from_dict(document[page_no].get_text("dict", flags=0))
             batch.extend(chunk.text for chunk in chunk_page(page_text(blocks), page_no))
         if batch:

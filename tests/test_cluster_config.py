@@ -11,7 +11,7 @@ import pytest
 import ray
 import yaml
 
-from actors.pool import PoolPlan, plan_pools
+from actors.pool import CPU_PAGE_BATCH, GPU_PAGE_BATCH, PoolPlan, page_batch, plan_pools
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,6 +68,20 @@ def test_pool_plan_uses_the_whole_cluster(cpus: int, gpus: int) -> None:
     # every encode stream and parser can have its next batch queued
     parsers = plan.render_actors + plan.analyze_actors
     assert plan.max_batches_in_flight > plan.encode_streams + parsers / 2
+
+
+@pytest.mark.parametrize(("gpus", "full_batch"), [(0, CPU_PAGE_BATCH), (1, GPU_PAGE_BATCH)])
+def test_page_batch_is_full_with_many_documents_and_finer_with_few(
+    gpus: int, full_batch: int
+) -> None:
+    plan = plan_pools(2, gpus)
+    streams = plan.encode_streams
+    assert page_batch(400, 2 * streams, plan) == full_batch
+    # one document: at least two batches per encode stream, never above the full batch
+    for pages in (1, 10, 40, 400):
+        size = page_batch(pages, 1, plan)
+        assert 1 <= size <= full_batch
+        assert size == 1 or -(-pages // size) >= 2 * streams
 
 
 @pytest.fixture
