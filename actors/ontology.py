@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import ray
 
-from actors.concepts import build_concepts
 from actors.idle import IdleTimer
 from actors.store import insert_or_replace
+from core.concepts import build_concepts
 from core.db import LazyDatabase, retried_once
 from core.settings import Settings
 

@@ -1,16 +1,8 @@
-"""Opening PDFs held in GridFS, shared by the render and analyze actors.
-
-PyMuPDF is imported here, lazily, and without its add-ons: PyMuPDF 2.0 imports
-`pymupdf.layout` and `pymupdf4llm` (which import onnxruntime) whenever they are installed,
-which costs CPU in every parser process as it starts, and the indexer does its own layout
-(`actors.layout`).
-"""
+"""Opening PDFs held in GridFS, shared by the render and analyze actors."""
 
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
@@ -18,34 +10,13 @@ from gridfs import AsyncGridFSBucket
 from pymongo.asynchronous.database import AsyncDatabase
 
 from core.db import DOCUMENTS_BUCKET, Document, retried_once
-from core.errors import DocumentError
+from core.pdf import open_pdf
 
 if TYPE_CHECKING:
     import pymupdf
 
 # PDF bytes a parser actor keeps open between calls (far inside INDEXER_PARSER_MEMORY_MB).
 OPEN_DOCUMENTS_BYTES = 64 * 1024 * 1024
-OPTIONAL_ADD_ONS = ("pymupdf.layout", "pymupdf4llm")
-
-
-def load_pymupdf() -> ModuleType:
-    """PyMuPDF without `pymupdf.layout` and `pymupdf4llm` (which imports onnxruntime): a None
-    entry in sys.modules makes their import fail, which PyMuPDF expects (both add-ons are
-    optional) and handles by leaving them out."""
-    for optional in OPTIONAL_ADD_ONS:
-        sys.modules.setdefault(optional, None)
-    import pymupdf
-
-    return pymupdf
-
-
-def open_pdf(data: bytes) -> pymupdf.Document:
-    """Open PDF bytes, translating PyMuPDF's errors into a DocumentError."""
-    pymupdf = load_pymupdf()
-    try:
-        return pymupdf.open(stream=data, filetype="pdf")
-    except (pymupdf.FileDataError, RuntimeError, ValueError) as exc:
-        raise DocumentError("fetch", f"corrupt: not a readable PDF ({exc})") from None
 
 
 class OpenDocuments:

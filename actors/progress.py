@@ -22,8 +22,9 @@ from pymongo.errors import PyMongoError
 from actors.run_progress import ProgressThrottle, RunProgress, progress_key
 from actors.telemetry import PipelineMetrics
 from core.db import LazyDatabase, ping, retried_once
+from core.errors import PublishError
 from core.jobs import one_line
-from core.publisher import EventPublisher, PublishError, make_publisher, undelivered_warning
+from core.publisher import EventPublisher, make_publisher, undelivered_warning
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)

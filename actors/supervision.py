@@ -46,9 +46,9 @@ from ray.exceptions import RayActorError
 from actors.idle import IdleTimer
 from actors.incidents import RunIncidents, node_is_alive
 from actors.memory import MIB, cap_allocations, is_out_of_memory, rss_bytes
-from actors.pdf import load_pymupdf
 from actors.run_liveness import run_is_alive
 from core.errors import DocumentError, RunError
+from core.pdf import load_pymupdf
 from core.settings import Settings
 
 # A call whose actor died under it this many times fails its document.

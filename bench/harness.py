@@ -40,7 +40,6 @@ import psutil
 import socketio
 
 from actors.layout import blocks_from_dict, chunk_page, page_text
-from actors.pdf import open_pdf
 from actors.png import encode_png
 from actors.pool import CPU_PAGE_BATCH
 from actors.render import preview_dpi
@@ -48,6 +47,7 @@ from cluster.documents import add_document
 from cluster.sample_corpus import write_sample_workspace
 from core.db import ensure_indexes, open_client
 from core.embedding import encode
+from core.pdf import open_pdf
 from core.settings import Secret, Settings
 from core.workspaces import create_workspace
 from head.nextauth import encode_session_token
@@ -335,7 +335,7 @@ class HeadProcess:
                 [
                     sys.executable,
                     "-m",
-                    "cluster.cli",
+                    "cli.main",
                     "head",
                     "--host",
                     "127.0.0.1",

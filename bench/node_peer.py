@@ -5,7 +5,7 @@ Run:  .venv/bin/python bench/node_peer.py [--clients 500] [--rate 20] [--seconds
 (needs `npm ci` in bench/node once: socket.io and socket.io-client from npm)
 
 What runs (all on loopback, all stopped on exit):
-- "head": `python -m cluster.cli head` (real NextAuth cookie check, MongoDB lookup on each
+- "head": `python -m cli.main head` (real NextAuth cookie check, MongoDB lookup on each
   join, per-socket session, event history, the publish token), over the embedded MongoDB
   (in memory) holding one workspace; INDEXER_WARM=0 (no Ray);
 - "head xK": K head processes sharing rooms through a `redis-server` (REDIS_URL; "head x1"
@@ -214,18 +214,24 @@ def head_env(backend: Backend, port: int, redis_url: str | None) -> dict[str, st
     return env
 
 
+def cli_module(tree: Path) -> str:
+    """The module `python -m` runs as `indexer` in the source `tree`."""
+    return "cli.main" if (tree / "cli" / "main.py").exists() else "cluster.cli"
+
+
 @contextlib.contextmanager
 def heads(
     backend: Backend, count: int, redis_url: str | None, *, tree: Path = REPO_ROOT, name: str = ""
 ) -> Iterator[Server]:
-    """`count` head processes (`python -m cluster.cli head`, run from the source `tree`),
+    """`count` head processes (`indexer head` as `python -m` runs it from the source `tree`:
+    `cli.main`, or `cluster.cli` in trees that predate the `cli` package),
     sharing rooms through Redis when there are several; events are published through the
     first."""
     with contextlib.ExitStack() as stack:
         urls, procs = [], []
         for _ in range(count):
             port = free_port()
-            command = [sys.executable, "-m", "cluster.cli", "head",
+            command = [sys.executable, "-m", cli_module(tree), "head",
                        "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
             log = backend.workdir / f"head-{port}.log"
             env = head_env(backend, port, redis_url)

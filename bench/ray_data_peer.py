@@ -47,12 +47,12 @@ import numpy as np
 import ray
 
 from actors.layout import chunk_page
-from actors.pdf import load_pymupdf
 from actors.pool import plan_pools
 from cluster.ray_runtime import connect_ray
 from core.db import open_client
 from core.embedded_mongo import EmbeddedMongo
 from core.embedding import DEFAULT_BATCH_SIZE, encode, load_model, resolve_precision
+from core.pdf import load_pymupdf
 from core.settings import Settings
 
 RAY_CPUS = 2

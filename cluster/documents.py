@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 from gridfs import AsyncGridFSBucket
 from pymongo.asynchronous.database import AsyncDatabase
 
-from actors.fetch import check_pdf_bytes, read_local_file
 from core.db import DOCUMENTS_BUCKET, Document
 from core.errors import DocumentError
+from core.pdf import check_pdf_bytes, read_local_file
 
 
 @dataclass(frozen=True)

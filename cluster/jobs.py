@@ -89,7 +89,7 @@ def submit_ray_job(
         try:
             return str(
                 client.submit_job(
-                    entrypoint=f"python -m cluster.cli index {workspace_id} --job-id {job_id}",
+                    entrypoint=f"python -m cli.main index {workspace_id} --job-id {job_id}",
                     submission_id=ray_job_id_for(job_id),
                     runtime_env={"env_vars": job_env(settings)},
                     metadata={"workspaceId": workspace_id, "jobId": job_id},

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from actors.pdf import load_pymupdf
+from core.pdf import load_pymupdf
 
 TOPICS = {
     "Ray cluster operations": [

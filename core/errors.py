@@ -9,6 +9,8 @@
     │   └── AuthenticationFailed     the check itself broke (e.g. session store down)
     ├── ExtraMissingError      a feature needs an optional extra this install lacks
     ├── DocumentError          one document cannot be indexed; the run goes on
+    ├── PublishError           an event could not be handed over (head or Redis down)
+    │   └── PublishRefusedError      a head answered and refused it
     └── RunError               the indexing run itself failed (becomes `index:failed`)
 
 All classes are plain and picklable so they survive a trip through Ray.
@@ -82,3 +84,11 @@ class DocumentError(_PhaseError):
 
 class RunError(_PhaseError):
     """The run itself failed; reported to the room as `index:failed {error, phase}`."""
+
+
+class PublishError(IndexerError):
+    """An event could not be handed over (head down, Redis down, rejected)."""
+
+
+class PublishRefusedError(PublishError):
+    """A head answered and refused the event (a wrong publish token, or no head there)."""

@@ -18,19 +18,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from core.errors import IndexerError
+from core.errors import PublishError, PublishRefusedError
 from core.events import validate_index_payload
 from core.settings import Settings
 
 DEFAULT_PUBLISH_TIMEOUT_S = 2.0
-
-
-class PublishError(IndexerError):
-    """An event could not be handed over (head down, Redis down, rejected)."""
-
-
-class PublishRefusedError(PublishError):
-    """A head answered and refused the event (a wrong publish token, or no head there)."""
 
 
 class EventPublisher(Protocol):

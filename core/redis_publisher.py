@@ -9,9 +9,9 @@ import redis.asyncio as aioredis
 import socketio
 from redis.exceptions import RedisError
 
+from core.errors import PublishError
 from core.events import validate_index_payload, workspace_room
 from core.history import RedisEventHistory
-from core.publisher import PublishError
 
 
 class _CheckedRedisManager(socketio.AsyncRedisManager):

@@ -292,7 +292,7 @@ class DriverProcess:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "cluster.cli",
+                "cli.main",
                 "driver",
                 env=env,
                 stdin=asyncio.subprocess.PIPE,

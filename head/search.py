@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pymongo.asynchronous.database import AsyncDatabase
 
-from actors.concepts import candidate_phrases
+from core.concepts import candidate_phrases
 from core.db import Document
 from core.embedding import encode, load_model
 from core.extras import SEARCH_MODULES, require_extra

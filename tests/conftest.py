@@ -344,7 +344,7 @@ def _tcp_open(port: int) -> bool:
 
 
 class HeadProcess:
-    """`python -m cluster.cli head --port P`, as an operator runs it: killable for real."""
+    """`python -m cli.main head --port P`, as an operator runs it: killable for real."""
 
     def __init__(self, settings: Settings, log_path: Path, **extra_env: str) -> None:
         self.settings = settings
@@ -374,7 +374,7 @@ class HeadProcess:
         )
         with self._log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cluster.cli", "head", "--port", str(self.settings.port)],
+                [sys.executable, "-m", "cli.main", "head", "--port", str(self.settings.port)],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

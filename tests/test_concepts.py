@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from actors.concepts import build_concepts, candidate_phrases, normalise
+from core.concepts import build_concepts, candidate_phrases, normalise
 
 CHUNKS = [
     ("d1", 0, "The object store feeds the actor pool. Worker nodes report to the head node."),

@@ -205,7 +205,7 @@ async def test_two_heads_share_one_ray_and_a_terminal_run_uses_it(
     )
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "cluster.cli", "index", workspace_id],
+        [sys.executable, "-m", "cli.main", "index", workspace_id],
         env=env,
         capture_output=True,
         text=True,

@@ -23,7 +23,6 @@ import pytest
 import ray
 from ray.exceptions import RayActorError
 
-from actors.fetch import inspect_pdf
 from actors.memory import FATAL_SIGNALS, MIB, is_out_of_memory
 from actors.render import MAX_PREVIEW_PIXELS
 from actors.supervision import (
@@ -37,6 +36,7 @@ from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
 from cluster.ray_runtime import connect_ray
 from core.errors import DocumentError, SettingsError
+from core.pdf import inspect_pdf
 from core.settings import Settings, load_settings
 from core.workspaces import create_workspace
 from tests.pdf_fixtures import Hostile, glyph_bomb, good_pdfs, hostile_pdfs

@@ -84,7 +84,7 @@ def test_pymupdf_loads_without_its_add_ons() -> None:
     """Every parser process imports PyMuPDF as it starts: its optional add-ons (layout,
     pymupdf4llm, and onnxruntime through them) stay out, and PyMuPDF still works."""
     probe = (
-        "import sys; from actors.pdf import load_pymupdf; pymupdf = load_pymupdf(); "
+        "import sys; from core.pdf import load_pymupdf; pymupdf = load_pymupdf(); "
         "doc = pymupdf.open(); doc.new_page().insert_text((72, 72), 'hello'); "
         "assert 'hello' in doc[0].get_text(); "
         "print(sorted(m for m in ('pymupdf.layout', 'pymupdf4llm', 'onnxruntime') "

@@ -135,7 +135,7 @@ async def one_node_run(settings: Any, database: str, workspace_id: str, tmp_path
     )
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "cluster.cli", "index", workspace_id],
+        [sys.executable, "-m", "cli.main", "index", workspace_id],
         env=env,
         capture_output=True,
         text=True,

@@ -15,11 +15,11 @@ import pytest
 import ray
 from bson import ObjectId
 
-from actors.concepts import build_concepts
 from actors.layout import CHUNKS_PER_PAGE_LIMIT
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
 from cluster.ray_runtime import connect_ray
+from core.concepts import build_concepts
 from core.embedding import encode, load_model, resolve_precision
 from core.events import PHASES
 from core.workspaces import create_workspace

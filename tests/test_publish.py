@@ -6,13 +6,8 @@ from typing import Any
 
 import pytest
 
-from core.errors import IndexerError
-from core.publisher import (
-    HttpEventPublisher,
-    PublishError,
-    make_publisher,
-    undelivered_warning,
-)
+from core.errors import IndexerError, PublishError
+from core.publisher import HttpEventPublisher, make_publisher, undelivered_warning
 from core.settings import Secret
 from core.workspaces import create_workspace
 from tests.conftest import free_port, unstamped

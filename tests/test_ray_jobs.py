@@ -134,7 +134,7 @@ async def run_cli(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Pr
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "cluster.cli",
+        "cli.main",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

@@ -92,7 +92,7 @@ def test_publish_token_is_derived_not_the_secret() -> None:
 
 def test_missing_secret_is_one_line_cli_error() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cluster.cli", "head", "--port", "1"],
+        [sys.executable, "-m", "cli.main", "head", "--port", "1"],
         env={"MONGODB_URI": "mongodb://127.0.0.1:1/", "PATH": ""},
         capture_output=True,
         text=True,

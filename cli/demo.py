@@ -134,7 +134,7 @@ def _start_head(settings: Settings) -> subprocess.Popen[bytes]:
     log_path = settings.data_dir / "demo-head.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "cluster.cli", "head", "--port", str(settings.port)],
+            [sys.executable, "-m", "cli.main", "head", "--port", str(settings.port)],
             env=env,
             stdout=log,
             stderr=log,

@@ -144,7 +144,7 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from cluster.demo import run_demo
+    from cli.demo import run_demo
 
     return run_demo(
         settings, [Path(p) for p in args.pdfs], port=args.port, keep_serving=args.keep_serving
