@@ -15,7 +15,7 @@ from actors.layout import (
     page_text,
 )
 from actors.pdf import OpenDocuments
-from actors.supervision import SupervisedActor, supervised_remote
+from actors.supervised_actor import SupervisedActor, supervised_remote
 from actors.telemetry import PipelineMetrics
 from core.db import Document, LazyDatabase
 from core.errors import DocumentError
@@ -34,7 +34,7 @@ MAX_PAGE_TEXT_CHARS = 1_000_000
 class AnalyzeActor(SupervisedActor):
     """Analyze phase. Resources: half a CPU, and INDEXER_PARSER_MEMORY_MB of allocations.
     Concurrency: one call at a time. Retries: replaced and retried by its SupervisedPool
-    (not by Ray, see actors/supervision.py). Writes nothing: the embed phase stores what it
+    (not by Ray, see actors/supervised_pool.py). Writes nothing: the embed phase stores what it
     returns (idempotency keys there: `actors.store`); chunkNo = page * 10,000 + index on the
     page."""
 

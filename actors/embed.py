@@ -29,8 +29,8 @@ import ray
 from bson.binary import Binary, BinaryVectorDtype
 
 from actors.allocator import keep_freed_memory
-from actors.idle import IdleTimer
-from actors.run_liveness import run_is_alive
+from actors.lifecycle.idle import IdleTimer
+from actors.lifecycle.liveness import run_is_alive
 from actors.store import store_batch
 from actors.telemetry import PipelineMetrics
 from core.db import Document, LazyClient
@@ -90,7 +90,7 @@ class EmbedActor:
         ray.get_runtime_context().current_actor.watch_idle.remote()
 
     async def watch_idle(self) -> None:
-        """Start the idle check (see `actors.idle`); the constructor sends this call."""
+        """Start the idle check (see `actors.lifecycle.idle`); the constructor sends this call."""
         self._idle.watch()
 
     def describe(self) -> dict[str, Any]:
@@ -145,6 +145,18 @@ class EmbedActor:
             aggregator.pages_done.remote(document_id, page_nos)
             self._metrics.phase_done("embed", len(page_nos), time.monotonic() - started)
             return len(chunks)
+        finally:
+            self._idle.done()
+
+    async def encode_query(self, text: str) -> list[float]:
+        """A search query's vector, from the model and arithmetic that embedded the chunks it
+        is compared with. The head asks through its run driver, so it loads no model."""
+        self._idle.busy()
+        try:
+            async with self._free_model() as model:
+                vectors = await self._encode(model, [{"text": text}])
+            assert vectors is not None
+            return [float(x) for x in vectors[0]]
         finally:
             self._idle.done()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors.embed import EmbedActor
-from actors.named import NAMESPACE, actor_key, actor_names, kill_named
+from actors.lifecycle.names import NAMESPACE, actor_key, actor_names, kill_named
 from actors.pool import PoolPlan
 from core.settings import Settings
 

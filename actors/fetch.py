@@ -16,7 +16,7 @@ import httpx
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 
-from actors.supervision import SupervisedActor, supervised_remote
+from actors.supervised_actor import SupervisedActor, supervised_remote
 from core.db import DOCUMENTS_BUCKET, Document, LazyDatabase, retried_once
 from core.errors import DocumentError
 from core.gridfs_batch import NewFile, insert_files
@@ -42,7 +42,7 @@ class FetchedDocument:
 class FetchActor(SupervisedActor):
     """Fetch phase. Resources: no CPU reservation (it waits on I/O; PDF checks are short),
     INDEXER_PARSER_MEMORY_MB of allocations. Concurrency: one call at a time. Retries:
-    replaced and retried by its SupervisedPool (not by Ray, see actors/supervision.py).
+    replaced and retried by its SupervisedPool (not by Ray, see actors/supervised_pool.py).
     Idempotency key: the document id (GridFS bytes are stored by sha256, so a retry reuses
     them)."""
 

@@ -7,7 +7,8 @@ kernel's instead: `RLIMIT_DATA` bounds the private writable memory of the proces
 anonymous mappings, where MuPDF's and Python's allocations live), so the allocation that
 would cross it fails at once. MuPDF turns that into an exception (`malloc (N bytes)
 failed`) and Python into a MemoryError: the page fails with a clear error and the actor
-lives on. RSS is still read, after each call, to recycle actors that grew (actors/supervision.py).
+lives on. RSS is still read, after each call, to recycle actors that grew
+(actors/supervised_pool.py).
 
 A capped process also gives up Abseil's failure signal handler, which Ray's core worker
 installs: it maps memory to write its report, and at the cap that fails inside the handler,

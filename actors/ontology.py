@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import ray
 
-from actors.idle import IdleTimer
+from actors.lifecycle.idle import IdleTimer
+from actors.lifecycle.names import NAMESPACE, actor_key
+from actors.lifecycle.parking import ONTOLOGY_PREFIX, keeps_parsers
+from actors.pool import PoolPlan
 from actors.store import insert_or_replace
 from core.concepts import build_concepts
 from core.db import LazyDatabase, retried_once
@@ -17,8 +21,8 @@ from core.settings import Settings
 class OntologyActor:
     """Ontology phase. Resources: given by the driver, used at the end of each run; shared by
     the runs with the same settings and left after INDEXER_PARSER_IDLE_S idle (see
-    `actors.spares`). Retries: restarted and retried by Ray. Idempotency key: (workspace,
-    conceptId); concepts no longer found are removed."""
+    `actors.lifecycle.parking`). Retries: restarted and retried by Ray. Idempotency key:
+    (workspace, conceptId); concepts no longer found are removed."""
 
     def __init__(self, settings: Settings) -> None:
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
@@ -26,7 +30,7 @@ class OntologyActor:
         ray.get_runtime_context().current_actor.watch_idle.remote()
 
     async def watch_idle(self) -> None:
-        """Start the idle check (see `actors.idle`); the constructor sends this call."""
+        """Start the idle check (see `actors.lifecycle.idle`); the constructor sends it."""
         self._idle.watch()
 
     async def ready(self) -> None:
@@ -78,3 +82,13 @@ class OntologyActor:
             query = {"workspaceId": workspace_id, "conceptId": {"$in": gone}}
             await retried_once(lambda: db.concepts.delete_many(query))
         return len(concepts)
+
+
+def ontology_actor(settings: Settings, plan: PoolPlan) -> Any:
+    """The ontology actor for a run: the kept one of this key, created when missing."""
+    options: dict[str, Any] = {"num_cpus": plan.ontology_cpus}
+    if keeps_parsers(settings):
+        name = f"{ONTOLOGY_PREFIX}-{actor_key(settings, plan)}"
+        options |= {"name": name, "namespace": NAMESPACE, "lifetime": "detached"}
+        options["get_if_exists"] = True
+    return OntologyActor.options(**options).remote(settings)

@@ -1,8 +1,6 @@
-"""The fetch, render and analyze pools of a run, as SupervisedPools (actors/supervision.py).
-
-Kept apart from the driver so the driver wires three pools in one line, and apart from
-supervision.py because the actor modules import that one.
-"""
+"""The fetch, render and analyze pools of a run, as SupervisedPools
+(`actors.supervised_pool`): parked actors claimed first (`actors.lifecycle.parking`), new
+ones started for the rest, each with the call description its errors name."""
 
 from __future__ import annotations
 
@@ -13,16 +11,16 @@ from typing import Any
 from actors.analyze import AnalyzeActor
 from actors.fetch import FetchActor
 from actors.incidents import RunIncidents
-from actors.named import actor_key
-from actors.pool import PoolPlan
-from actors.render import RenderActor
-from actors.spares import (
+from actors.lifecycle.names import actor_key
+from actors.lifecycle.parking import (
     claim_spares,
     keeps_parsers,
     kept_actor_names,
     spawn_options,
 )
-from actors.supervision import ParserLimits, SupervisedPool, pages_label
+from actors.pool import PoolPlan
+from actors.render import RenderActor
+from actors.supervised_pool import ParserLimits, SupervisedPool, pages_label
 from core.settings import Settings
 
 
@@ -72,7 +70,7 @@ async def parser_pools(
     incidents: RunIncidents | None = None,
 ) -> tuple[SupervisedPool, SupervisedPool, SupervisedPool]:
     """(fetch, render, analyze) pools sized by `plan`, with the settings' limits: parked
-    actors of an earlier run first (`actors.spares`), new ones for the rest. `incidents`
+    actors of an earlier run first (`actors.lifecycle.parking`), new ones for the rest. `incidents`
     is where the run notes nodes lost and calls sent again. Parked actors of other keys
     are removed with the run's frame (`cluster.driver.run_frame`)."""
     limits = ParserLimits.from_settings(settings)

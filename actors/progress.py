@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,15 @@ TICK_S = 0.5
 DRAIN_TIMEOUT_S = 30.0
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """An event for the run's room, and what the workspace stores first (progress, status)."""
+
+    event: str
+    payload: dict[str, Any]
+    stored: dict[str, Any] | None = None
+
+
 @ray.remote(num_cpus=0, max_restarts=0)
 class ProgressAggregator:
     """One per run. Resources: none (I/O only). Concurrency: async, many calls interleave at
@@ -49,7 +59,7 @@ class ProgressAggregator:
         self._db = LazyDatabase(settings.mongodb_uri.reveal(), settings.mongodb_db)  # type: ignore[union-attr]
         self._progress = RunProgress()
         self._throttle = ProgressThrottle()
-        self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._publisher: EventPublisher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.events_sent: dict[str, int] = {}
@@ -81,7 +91,7 @@ class ProgressAggregator:
         # The driver does not wait for this call (the process may still be starting), so
         # reports can come first: they count, and updates wait until `index:started` is
         # queued, which is after the status write (it may take longer than a tick).
-        self._outbox.put_nowait(("index:started", {}))
+        self._outbox.put_nowait(Outgoing("index:started", {}))
         self._started = True
         self._maybe_update()
         self._tasks = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._tick())]
@@ -131,7 +141,7 @@ class ProgressAggregator:
         """Last progress, then `index:ready`; waits (bounded) until both were handed over."""
         self._progress.late_phase = "finalize"
         self._queue_update(time.monotonic(), status="ready", page_count=page_count)
-        self._outbox.put_nowait(("index:ready", {"pageCount": page_count}))
+        self._outbox.put_nowait(Outgoing("index:ready", {"pageCount": page_count}))
         self._end("ready")
         return await self._close()
 
@@ -154,7 +164,7 @@ class ProgressAggregator:
             )
         except PyMongoError as exc:
             logger.warning("failed status not stored: %s", type(exc).__name__)
-        self._outbox.put_nowait(("index:failed", {"error": error, "phase": phase}))
+        self._outbox.put_nowait(Outgoing("index:failed", {"error": error, "phase": phase}))
         self._end("failed")
         return await self._close()
 
@@ -174,12 +184,15 @@ class ProgressAggregator:
             self._queue_update(now)
 
     def _queue_update(self, now: float, status: str | None = None, page_count: int = 0) -> None:
+        """An `index:progress` to store in the workspace, then publish; with `status`, the
+        workspace's status and page count are stored with it."""
         progress = self._progress
         self._throttle.sent(now, progress.pages_done, progress.phase, progress_key(progress))
         payload = progress.payload(now)
-        payload["_status"] = status
-        payload["_pageCount"] = page_count
-        self._outbox.put_nowait(("index:progress", payload))
+        stored: dict[str, Any] = {"indexProgress": {**payload, "updatedAt": datetime.now(UTC)}}
+        if status is not None:
+            stored.update(indexStatus=status, pageCount=page_count, indexError=None)
+        self._outbox.put_nowait(Outgoing("index:progress", payload, stored))
 
     async def _tick(self) -> None:
         while True:
@@ -188,31 +201,23 @@ class ProgressAggregator:
 
     async def _send_loop(self) -> None:
         while True:
-            event, payload = await self._outbox.get()
+            outgoing = await self._outbox.get()
             try:
-                if event == "index:progress":
-                    payload = await self._persist(payload)
-                await self._publish(event, payload)
+                if outgoing.stored is not None:
+                    await self._store(outgoing.stored)
+                await self._publish(outgoing.event, outgoing.payload)
             except asyncio.CancelledError:
                 raise
             except Exception:  # one bad update must not stop the ones after it
-                logger.exception("progress update %s failed", event)
+                logger.exception("progress update %s failed", outgoing.event)
             finally:
                 self._outbox.task_done()
 
-    async def _persist(self, payload: dict[str, Any]) -> dict[str, Any]:
-        status = payload.pop("_status")
-        page_count = payload.pop("_pageCount")
-        fields: dict[str, Any] = {
-            "indexProgress": {**payload, "updatedAt": datetime.now(UTC)},
-        }
-        if status is not None:
-            fields.update(indexStatus=status, pageCount=page_count, indexError=None)
+    async def _store(self, fields: dict[str, Any]) -> None:
         workspaces = self._db.get().workspaces
         await retried_once(
             lambda: workspaces.update_one({"_id": ObjectId(self._workspace_id)}, {"$set": fields})
         )
-        return payload
 
     async def _publish(self, event: str, payload: dict[str, Any]) -> None:
         assert self._publisher is not None

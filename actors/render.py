@@ -12,7 +12,7 @@ from bson import Binary
 
 from actors.pdf import OpenDocuments
 from actors.png import encode_png
-from actors.supervision import SupervisedActor, supervised_remote
+from actors.supervised_actor import SupervisedActor, supervised_remote
 from actors.telemetry import PipelineMetrics
 from core.db import PAGES_BUCKET, LazyDatabase
 from core.gridfs_batch import NewFile, insert_files
@@ -37,7 +37,7 @@ def preview_dpi(width_pt: float, height_pt: float, dpi: int) -> int:
 class RenderActor(SupervisedActor):
     """Render phase. Resources: half a CPU, and INDEXER_PARSER_MEMORY_MB of allocations.
     Concurrency: one call at a time. Retries: replaced and retried by its SupervisedPool
-    (not by Ray, see actors/supervision.py). Idempotency key: (document, page); a large
+    (not by Ray, see actors/supervised_pool.py). Idempotency key: (document, page); a large
     preview's GridFS file is named `{document}/{sha256}/{dpi}/{page}.png`, its id derived
     from the name."""
 

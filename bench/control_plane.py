@@ -39,17 +39,12 @@ from harness import (
     sample_corpus,
 )
 
+from actors.ontology import ontology_actor
 from actors.parser_pools import parser_spawners
 from actors.pool import GPU_PAGE_BATCH, ActorPool, plan_pools
-from actors.spares import ontology_actor
 from actors.store import store_batch
-from actors.supervision import (
-    ParserLimits,
-    SupervisedActor,
-    SupervisedPool,
-    pages_label,
-    supervised_remote,
-)
+from actors.supervised_actor import SupervisedActor, supervised_remote
+from actors.supervised_pool import ParserLimits, SupervisedPool, pages_label
 from cluster.driver import (
     IndexRun,
     RunActors,

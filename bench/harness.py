@@ -654,7 +654,7 @@ class ClientProcess:
     TIMEOUT_S = 900.0
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self._process = process
+        self.process = process
 
     @classmethod
     async def start(cls, script: str, *args: str, env: dict[str, str]) -> ClientProcess:
@@ -671,9 +671,9 @@ class ClientProcess:
 
     async def read(self, tag: str) -> dict[str, Any]:
         """The JSON of the next line tagged `tag`; other lines are echoed to stderr."""
-        assert self._process.stdout is not None
+        assert self.process.stdout is not None
         while True:
-            line = await asyncio.wait_for(self._process.stdout.readline(), self.TIMEOUT_S)
+            line = await asyncio.wait_for(self.process.stdout.readline(), self.TIMEOUT_S)
             if not line:
                 raise RuntimeError(f"the client process exited before {tag}")
             text = line.decode()
@@ -682,18 +682,18 @@ class ClientProcess:
             print(text.rstrip(), file=sys.stderr)
 
     async def tell(self, line: str) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.write(f"{line}\n".encode())
-        await self._process.stdin.drain()
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{line}\n".encode())
+        await self.process.stdin.drain()
 
     async def stop(self) -> None:
-        if self._process.returncode is None:
-            self._process.terminate()
+        if self.process.returncode is None:
+            self.process.terminate()
             try:
-                await asyncio.wait_for(self._process.wait(), SOCKET_TIMEOUT_S)
+                await asyncio.wait_for(self.process.wait(), SOCKET_TIMEOUT_S)
             except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
+                self.process.kill()
+                await self.process.wait()
 
 
 def tell_parent(tag: str, body: dict[str, Any]) -> None:

@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -66,7 +65,7 @@ from typing import Any
 
 import httpx
 import psutil
-from harness import free_port, median, other_load, print_table
+from harness import ClientProcess, free_port, median, other_load, print_table
 
 from core.db import open_client
 from core.embedded_mongo import EmbeddedMongo
@@ -282,15 +281,19 @@ async def create_bench_workspace(mongo_uri: str, db_name: str) -> str:
 # -- the client process ----------------------------------------------------------------
 
 
-class Clients:
+class Clients(ClientProcess):
     """`node clients.js` against one server: connected and joined on entry."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
+    TIMEOUT_S = PHASE_TIMEOUT_S
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        super().__init__(process)
         self.ready: dict[str, Any] = {}
 
     @classmethod
-    async def start(cls, args: argparse.Namespace, server: Server, backend: Backend) -> Clients:
+    async def start_node(
+        cls, args: argparse.Namespace, server: Server, backend: Backend
+    ) -> Clients:
         env = dict(os.environ, BENCH_SESSION_COOKIE=backend.cookie())
         proc = await asyncio.create_subprocess_exec(
             "node", str(NODE_DIR / "clients.js"), ",".join(server.urls), backend.workspace_id,
@@ -302,32 +305,16 @@ class Clients:
         clients.ready = await clients.read("READY")
         return clients
 
-    async def read(self, tag: str) -> dict[str, Any]:
-        """The JSON after the next line starting with `tag`; other lines are echoed."""
-        assert self.proc.stdout is not None
-        while True:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), PHASE_TIMEOUT_S)
-            if not line:
-                raise RuntimeError(f"the client process exited before {tag}")
-            text = line.decode()
-            if text.startswith(tag + " "):
-                return dict(json.loads(text[len(tag) + 1 :]))
-            print(text.rstrip(), file=sys.stderr)
-
-    async def tell(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        await self.proc.stdin.drain()
-
     async def stop(self) -> None:
-        if self.proc.returncode is None:
+        """Asked to exit first, so the clients close their sockets cleanly."""
+        if self.process.returncode is None:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 await self.tell("EXIT")
             try:
-                await asyncio.wait_for(self.proc.wait(), STOP_TIMEOUT_S)
+                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_S)
             except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+                self.process.kill()
+                await self.process.wait()
 
 
 # -- measurement -----------------------------------------------------------------------
@@ -477,7 +464,7 @@ async def measure(args: argparse.Namespace, server: Server, backend: Backend, ta
     load = ForeignLoad()
     await asyncio.sleep(SETTLE_S)
     before = server.rss()
-    clients = await Clients.start(args, server, backend)
+    clients = await Clients.start_node(args, server, backend)
     publisher = HttpEventPublisher(server.publish_url, server.token, timeout_s=PUBLISH_TIMEOUT_S)
     try:
         await asyncio.sleep(SETTLE_S)

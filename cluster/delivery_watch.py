@@ -16,7 +16,7 @@ from typing import Any
 
 from ray.exceptions import RayActorError
 
-from cluster.ray_futures import as_future
+from actors.ray_futures import as_future
 
 logger = logging.getLogger(__name__)
 

@@ -30,18 +30,18 @@ from actors.embed_pool import embed_pool
 from actors.fetch import FetchedDocument
 from actors.incidents import RunIncidents, alive_nodes, node_is_alive
 from actors.layout import CHUNK_OVERLAP_WORDS, CHUNK_WORDS
-from actors.named import actor_key
-from actors.parser_pools import parser_pools, parser_spawners
-from actors.pool import ActorPool, PoolPlan, page_batch, plan_pools
-from actors.progress import ProgressAggregator
-from actors.spares import (
+from actors.lifecycle.names import actor_key
+from actors.lifecycle.parking import (
     keeps_parsers,
     kept_actor_names,
-    ontology_actor,
     remove_other_spares,
     touch_parked,
 )
-from actors.supervision import SupervisedPool, pages_label
+from actors.ontology import ontology_actor
+from actors.parser_pools import parser_pools, parser_spawners
+from actors.pool import ActorPool, PoolPlan, page_batch, plan_pools
+from actors.progress import ProgressAggregator
+from actors.supervised_pool import SupervisedPool, pages_label
 from cluster.delivery_watch import DeliveryWatch
 from cluster.ray_runtime import cluster_size
 from core.db import Document, ensure_indexes, open_client, require_uri
@@ -121,7 +121,8 @@ class RunActors:
 
     async def release(self, settings: Settings) -> None:
         """The run is over: parser actors are parked for the next run or killed (see
-        `actors.spares`); the aggregator is the run's own. The embed pool outlives runs."""
+        `actors.lifecycle.parking`); the aggregator is the run's own. The embed pool
+        outlives runs."""
         keep = keeps_parsers(settings)
         ray.kill(self.aggregator)  # first: actors left owned by it leave when idle
         if not keep:
@@ -200,7 +201,7 @@ async def run_frame(settings: Settings, plan: PoolPlan, aggregator: Any) -> RunF
     )
 
 
-async def create_pools(settings: Settings, frame: RunFrame) -> RunActors:
+async def create_run_actors(settings: Settings, frame: RunFrame) -> RunActors:
     """The run's actors: the frame's, and parser pools of parked actors (claimed) or new."""
     incidents = RunIncidents()
     fetch, render, analyze = await parser_pools(
@@ -225,13 +226,13 @@ class IndexRun:
         settings: Settings,
         workspace_id: str,
         db: AsyncDatabase[Document],
-        pools: RunActors,
+        actors: RunActors,
         plan: PoolPlan,
     ) -> None:
         self._settings = settings
         self._workspace_id = workspace_id
         self._db = db
-        self._pools = pools
+        self._actors = actors
         self._plan = plan
         self._in_flight = asyncio.Semaphore(plan.max_batches_in_flight)
         self._clock = _PhaseClock()
@@ -241,7 +242,7 @@ class IndexRun:
         self._embed_ready: asyncio.Future[None] | None = None
         self._embed_nodes: set[str] = set()  # where this run's embed actors ran
         self._documents = 0  # in this run: how finely its documents' pages are batched
-        pools.incidents.on_node_lost = self._node_lost
+        actors.incidents.on_node_lost = self._node_lost
 
     async def execute(
         self,
@@ -257,7 +258,7 @@ class IndexRun:
         (cancelled meanwhile), no last event is sent."""
         started = time.monotonic()
         self._documents = len(documents)
-        aggregator = self._pools.aggregator
+        aggregator = self._actors.aggregator
         watching = asyncio.create_task(self._watch_nodes())
         try:
             await asyncio.gather(announced, *(self._index_document(d) for d in documents))
@@ -302,14 +303,14 @@ class IndexRun:
             seconds=time.monotonic() - started,
             phase_seconds=dict(self._clock.seconds),
             error=error,
-            incidents=self._pools.incidents.as_document(),
+            incidents=self._actors.incidents.as_document(),
         )
 
     def _stop_ontology(self) -> None:
         """The run ends early: a build already sent to the ontology actor is stopped with
         the actor, so nothing of this run writes after it returns."""
         if "ontology" in self._clock.running_phases():
-            ray.kill(self._pools.ontology, no_restart=True)
+            ray.kill(self._actors.ontology, no_restart=True)
 
     async def _build_ontology(self) -> int:
         """The build, sent again when its actor is gone: a kept one that left, idle, between
@@ -326,8 +327,8 @@ class IndexRun:
         """The run's ontology actor. A kept one is looked up again: it leaves when idle, and
         a run can be busy with its pages for longer than INDEXER_PARSER_IDLE_S."""
         if keeps_parsers(self._settings):
-            self._pools.ontology = ontology_actor(self._settings, self._plan)
-        return self._pools.ontology
+            self._actors.ontology = ontology_actor(self._settings, self._plan)
+        return self._actors.ontology
 
     async def _counts(self) -> tuple[int, int]:
         cursor = self._db.documents.find(
@@ -343,13 +344,13 @@ class IndexRun:
         try:
             self._clock.enter("fetch")
             try:
-                fetched: FetchedDocument = await self._pools.fetch.call("fetch", document)
+                fetched: FetchedDocument = await self._actors.fetch.call("fetch", document)
             finally:
                 self._clock.leave("fetch")
             if fetched.skipped:
                 self._skipped += 1
                 await self._document_unchanged(fetched)
-                self._pools.aggregator.document_fetched.remote(
+                self._actors.aggregator.document_fetched.remote(
                     document_id, fetched.page_count, fetched.page_count
                 )
                 return
@@ -370,7 +371,7 @@ class IndexRun:
         chunks_before = {
             p["pageNo"]: int(p.get("chunkCount", 0)) for p in stored if not p.get("done")
         }
-        self._pools.aggregator.document_fetched.remote(
+        self._actors.aggregator.document_fetched.remote(
             fetched.document_id, fetched.page_count, len(done)
         )
         todo = [p for p in range(fetched.page_count) if p not in done]
@@ -416,8 +417,8 @@ class IndexRun:
     async def _parse_batch(self, args: tuple[Any, ...]) -> dict[str, list[Document]]:
         """Render (previews stored) and analyze a batch: its page and chunk documents, for
         the embed phase to store."""
-        rendered = await self._timed("render", self._pools.render.call("render", *args))
-        return await self._timed("analyze", self._pools.analyze.call("analyze", *args, rendered))
+        rendered = await self._timed("render", self._actors.render.call("render", *args))
+        return await self._timed("analyze", self._actors.analyze.call("analyze", *args, rendered))
 
     async def _embed(
         self,
@@ -432,7 +433,7 @@ class IndexRun:
         for attempt in range(1, EMBED_ATTEMPTS + 1):
             pool = await self._embed_pool_started()
             db = self._settings.mongodb_db
-            args = (db, self._pools.aggregator, document_id, batch, chunks_before)
+            args = (db, self._actors.aggregator, document_id, batch, chunks_before)
             try:
                 await self._timed("embed", pool.call("embed", *args))
                 return
@@ -440,7 +441,7 @@ class IndexRun:
                 if attempt == EMBED_ATTEMPTS:
                     raise
                 reason = await self._replace_embed_pool(pool)
-                self._pools.incidents.redo("embed", document_id, pages_label(pages), reason)
+                self._actors.incidents.redo("embed", document_id, pages_label(pages), reason)
 
     async def _embed_pool_started(self) -> ActorPool:
         """The embed pool, once its actors answered. One that cannot start (a model that
@@ -449,13 +450,13 @@ class IndexRun:
         if self._embed_ready is None:
             self._embed_ready = asyncio.ensure_future(self._describe_embed_pool())
         await asyncio.shield(self._embed_ready)
-        return self._pools.embed
+        return self._actors.embed
 
     async def _describe_embed_pool(self) -> None:
         """Ask the pool's actors; one that died after it started (killed, its process lost)
         is replaced, with the pool, a few times; one whose constructor raised fails the run."""
         for attempt in range(1, EMBED_ATTEMPTS + 1):
-            pool = self._pools.embed
+            pool = self._actors.embed
             try:
                 described = await asyncio.gather(*(a.describe.remote() for a in pool.actors))
             except RayActorError as exc:
@@ -463,7 +464,7 @@ class IndexRun:
                     reason = failure_message(exc)
                     raise RunError("embed", f"the embed actors cannot start: {reason}") from None
                 plan = plan_pools(*cluster_size())
-                self._pools.embed = ActorPool(embed_pool(self._settings, plan), plan.embed_streams)
+                self._actors.embed = ActorPool(embed_pool(self._settings, plan), plan.embed_streams)
                 continue
             self._embed_nodes.update(d["node"] for d in described)
             return
@@ -477,7 +478,7 @@ class IndexRun:
             await asyncio.sleep(NODE_CHECK_S)
             now = alive_nodes()
             for node in alive - now:
-                self._pools.incidents.node_lost(node)
+                self._actors.incidents.node_lost(node)
             alive = now
 
     def _node_lost(self, node_id: str) -> None:
@@ -497,29 +498,29 @@ class IndexRun:
         if plan == self._plan:
             return
         self._plan = plan
-        pools = self._pools
+        actors = self._actors
         spawners = parser_spawners(
-            self._settings, plan, settings_hash(self._settings), pools.aggregator
+            self._settings, plan, settings_hash(self._settings), actors.aggregator
         )
-        for pool in (pools.fetch, pools.render, pools.analyze):
+        for pool in (actors.fetch, actors.render, actors.analyze):
             pool.replan(*spawners[pool.phase])
-        pools.embed = ActorPool(embed_pool(self._settings, plan), plan.embed_streams)
+        actors.embed = ActorPool(embed_pool(self._settings, plan), plan.embed_streams)
         self._embed_ready = None
-        ray.kill(pools.ontology, no_restart=True)  # a build on it is sent to the new one
-        pools.ontology = ontology_actor(self._settings, plan)
+        ray.kill(actors.ontology, no_restart=True)  # a build on it is sent to the new one
+        actors.ontology = ontology_actor(self._settings, plan)
 
     async def _replace_embed_pool(self, failed: ActorPool) -> str:
         """A new embed pool for the cluster's resources now, unless another batch has made
         one already; says why ("node lost", "actor died")."""
         lost = [node for node in self._embed_nodes if not node_is_alive(node)]
         for node in lost:
-            self._pools.incidents.node_lost(node)  # plans the pools again
+            self._actors.incidents.node_lost(node)  # plans the pools again
         if lost:
             return "node lost"
-        if self._pools.embed is not failed:
+        if self._actors.embed is not failed:
             return "re-planned"
         plan = plan_pools(*cluster_size())
-        self._pools.embed = ActorPool(embed_pool(self._settings, plan), plan.embed_streams)
+        self._actors.embed = ActorPool(embed_pool(self._settings, plan), plan.embed_streams)
         self._embed_ready = None
         return "actor died"
 
@@ -538,7 +539,7 @@ class IndexRun:
             {"_id": ObjectId(document_id)},
             {"$set": {"status": "failed", "error": exc.message, "failedPhase": exc.phase}},
         )
-        self._pools.aggregator.document_failed.remote(document_id, exc.phase)
+        self._actors.aggregator.document_failed.remote(document_id, exc.phase)
 
     async def _document_unchanged(self, fetched: FetchedDocument) -> None:
         """A skipped document keeps its last complete index, and so its status: `indexer
@@ -587,6 +588,8 @@ class RunDriver:
         # An aggregator started one run further ahead: runs back to back then never wait
         # for its worker process, which takes longer to start than the rest of a frame.
         self._spare_aggregator: asyncio.Future[Any] | None = None
+        self._query_embedders: list[Any] = []  # embed actors' handles, for search queries
+        self._queries = 0
 
     @property
     def db(self) -> AsyncDatabase[Document]:
@@ -637,6 +640,23 @@ class RunDriver:
                 await self._park_parsers(frame)
         return described
 
+    async def embed_query(self, text: str) -> list[float]:
+        """A search query's vector from the embed pool (started when missing, as a run
+        would), so queries and chunks share one model and one arithmetic."""
+        try:
+            return await self._encode_query(text)
+        except RayActorError:  # the pool left (idle, or replaced): looked up again, once
+            self._query_embedders = []
+            return await self._encode_query(text)
+
+    async def _encode_query(self, text: str) -> list[float]:
+        """Handles on the pool are kept between queries; queries take its actors in turn."""
+        if not self._query_embedders:
+            self._query_embedders = embed_pool(self._settings, plan_pools(*cluster_size()))
+        self._queries += 1
+        actor = self._query_embedders[self._queries % len(self._query_embedders)]
+        return list(await actor.encode_query.remote(text))
+
     async def _park_parsers(self, frame: RunFrame) -> None:
         """Claim (or start) the plan's parser actors with the frame's aggregator, wait for
         them, and park them again. One that cannot start in WARM_START_TIMEOUT_S (the
@@ -683,7 +703,7 @@ class RunDriver:
             return await finish_job_patiently(db, job_id, summary.status, **_job_fields(summary))
 
         try:
-            pools = await create_pools(settings, frame)
+            actors = await create_run_actors(settings, frame)
         except BaseException:
             heartbeat.cancel()
             ray.kill(frame.aggregator)
@@ -692,18 +712,18 @@ class RunDriver:
             await update_job(
                 db, job_id, status="running", startedAt=now, heartbeatAt=now, plan=asdict(plan)
             )
-            delivery = DeliveryWatch(pools.aggregator)  # events reaching no head: said once
+            delivery = DeliveryWatch(actors.aggregator)  # events reaching no head: said once
             if on_start is not None:
-                on_start(pools)
+                on_start(actors)
             try:
-                run = IndexRun(settings, workspace_id, db, pools, plan)
+                run = IndexRun(settings, workspace_id, db, actors, plan)
                 summary = await run.execute(job_id, record, documents, announced)
                 await update_job(db, job_id, events=summary.events)
             finally:
                 await delivery.close()
         finally:
             heartbeat.cancel()
-            await pools.release(settings)
+            await actors.release(settings)
             self._prepare_next()
         return summary
 

@@ -22,7 +22,6 @@ attaches to it: the head's runs and `indexer index` from a terminal.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -31,13 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cluster.process_tree import end_session, is_running, session_processes
 from cluster.ray_auth import AUTH_MODE_VARIABLE, auth_token
 from core.errors import ClusterError
+from core.file_lock import held_lock
 
 STATE_FILE = "runtime.json"
 LOCK_FILE = "runtime.lock"
@@ -151,26 +150,13 @@ class LocalRayRuntime:
         os.replace(tmp, self.directory / STATE_FILE)  # a reader never sees half a file
         return info
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / LOCK_FILE, "a+b") as lock:
-            deadline = time.monotonic() + LOCK_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise ClusterError(
-                            f"another process holds {self.directory / LOCK_FILE} for more "
-                            f"than {LOCK_TIMEOUT_S:.0f}s (starting or stopping the local Ray)"
-                        ) from None
-                    time.sleep(POLL_INTERVAL_S)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        """Starting, joining, leaving and stopping the local Ray, one process at a time."""
+
+        def too_long(message: str) -> ClusterError:
+            return ClusterError(f"{message} (starting or stopping the local Ray)")
+
+        return held_lock(self.directory / LOCK_FILE, LOCK_TIMEOUT_S, too_long)
 
     # -- start ----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from cluster.ray_futures import as_future
+from actors.ray_futures import as_future
 
 REFRESH_S = 0.5
 PLAIN_LINE_EVERY_S = 5.0

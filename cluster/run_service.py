@@ -16,11 +16,13 @@ The head talks to it over its standard streams, one JSON object per line:
 
     head → driver   {"op": "run", "workspaceId": W, "jobId": J}
                     {"op": "cancel", "jobId": J}
+                    {"op": "embed", "queryId": Q, "text": T}     a search query's vector
                     {"op": "stop"}            cancel every run, then exit
     driver → head   {"event": "attached"}     on Ray, MongoDB open
                     {"event": "warm", "embed": {...}}   or {"event": "cold", "error": ...}
                     {"event": "ended", "jobId": J, "status": S, "error": E}
                     {"event": "cancelled", "jobId": J}
+                    {"event": "embedded", "queryId": Q, "vector": [...]}  or ..., "error": E}
 
 End of input (the head is gone) lets the runs going finish, then the process exits. Ray and
 everything else that writes to standard output writes to the log (standard error) instead.
@@ -59,6 +61,7 @@ class DriverService:
         self._out = out
         self._driver = RunDriver(settings, prepare=True)
         self._runs: dict[str, asyncio.Task[None]] = {}
+        self._queries: set[asyncio.Task[None]] = set()
         self._warming: asyncio.Task[None] | None = None
 
     async def serve(self, commands: asyncio.StreamReader) -> None:
@@ -73,8 +76,9 @@ class DriverService:
             # the head is gone: the runs going finish, nothing new comes
             await asyncio.gather(*self._runs.values(), return_exceptions=True)
         finally:
-            self._warming.cancel()
-            await asyncio.gather(self._warming, return_exceptions=True)
+            for task in (self._warming, *self._queries):
+                task.cancel()
+            await asyncio.gather(self._warming, *self._queries, return_exceptions=True)
             await self._driver.aclose()
 
     async def _handle(self, line: bytes) -> bool:
@@ -89,6 +93,10 @@ class DriverService:
             self._start(str(command["workspaceId"]), str(command["jobId"]))
         elif op == "cancel":
             await self._cancel(str(command["jobId"]))
+        elif op == "embed":
+            query = asyncio.create_task(self._embed(str(command["queryId"]), str(command["text"])))
+            self._queries.add(query)
+            query.add_done_callback(self._queries.discard)
         elif op == "stop":
             await asyncio.gather(*(self._cancel(job_id) for job_id in list(self._runs)))
             return False
@@ -114,6 +122,16 @@ class DriverService:
             self._say(event="ended", jobId=job_id, status="failed", error=error)
             return
         self._say(event="ended", jobId=job_id, status=summary.status, error=summary.error)
+
+    async def _embed(self, query_id: str, text: str) -> None:
+        """Answer a search query with its vector, or with why there is none."""
+        try:
+            vector = await self._driver.embed_query(text)
+        except Exception as exc:  # the head answers the search with the reason
+            logger.warning("a search query was not embedded: %s", failure_message(exc))
+            self._say(event="embedded", queryId=query_id, error=failure_message(exc))
+            return
+        self._say(event="embedded", queryId=query_id, vector=vector)
 
     async def _cancel(self, job_id: str) -> None:
         """Cancel a run and answer once it has let go of everything (see `RunDriver.run`)."""

@@ -27,7 +27,6 @@ Files in the data directory:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -38,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -48,6 +46,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from core.errors import StorageError
+from core.file_lock import held_lock
 
 EXECUTABLE_NAME = "secantusd-py"
 HOST = "127.0.0.1"
@@ -267,26 +266,13 @@ class EmbeddedMongo:
             if int(state["pid"]) == pid:
                 self._state_path.unlink(missing_ok=True)
 
-    @contextlib.contextmanager
-    def _locked(self, timeout_s: float) -> Iterator[None]:
-        """Hold an exclusive flock on the directory's lock file, waiting at most timeout_s."""
-        with open(self.data_dir / LOCK_FILE, "a+b") as lock:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StorageError(
-                            f"another process holds {self.data_dir / LOCK_FILE} "
-                            f"for more than {timeout_s:.0f}s (starting or stopping MongoDB)"
-                        ) from None
-                    time.sleep(POLL_INTERVAL_S)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    def _locked(self, timeout_s: float) -> contextlib.AbstractContextManager[None]:
+        """Starting and stopping the server, one process at a time."""
+
+        def too_long(message: str) -> StorageError:
+            return StorageError(f"{message} (starting or stopping MongoDB)")
+
+        return held_lock(self.data_dir / LOCK_FILE, timeout_s, too_long)
 
     # -- launch ---------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import importlib.util
 from core.errors import ExtraMissingError
 
 PIPELINE_EXTRA = "pipeline"
-# What the head needs to embed a search query, and to start or submit a run.
-SEARCH_MODULES = ("torch", "sentence_transformers")
+# What the head needs to start or submit a run, and to have a search query embedded (by the
+# embed pool, through its run driver).
 RUN_MODULES = ("ray",)
 
 

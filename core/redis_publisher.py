@@ -1,5 +1,6 @@
-"""The Redis transport of the publishing path (see `core.publisher`): events go straight onto
-the python-socketio channel every head listens to, and into the replay history."""
+"""The Redis transport of the publishing path (see `core.publisher`): events go into the
+replay history, then onto the python-socketio channel every head listens to, through the
+write-only manager python-socketio documents for emitting from outside a server."""
 
 from __future__ import annotations
 
@@ -14,22 +15,18 @@ from core.events import validate_index_payload, workspace_room
 from core.history import RedisEventHistory
 
 
-class _CheckedRedisManager(socketio.AsyncRedisManager):
-    """python-socketio's manager logs and drops a failed publish; we want to know."""
-
-    async def _publish(self, data: Any) -> Any:
-        receivers = await super()._publish(data)
-        if receivers is None:
-            raise PublishError("redis publish failed")
-        return receivers
-
-
 class RedisEventPublisher:
-    """Publishes onto the Socket.IO Redis channel that every head subscribes to."""
+    """Publishes onto the Socket.IO Redis channel that every head subscribes to.
+
+    Redis unreachable fails the history write first: PublishError, as for a head that
+    cannot be reached. The manager retries a failed emit once, then logs and drops it; the
+    event is in the history by then, so a client rejoining with `since` still gets it."""
 
     def __init__(self, redis_url: str, *, timeout_s: float) -> None:
         options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
-        self._manager = _CheckedRedisManager(redis_url, write_only=True, redis_options=options)
+        self._manager = socketio.AsyncRedisManager(
+            redis_url, write_only=True, redis_options=options
+        )
         self._redis = aioredis.from_url(redis_url, **options)
         self._history = RedisEventHistory(self._redis)
 

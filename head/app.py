@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
 from core.db import HEAD_SERVER_SELECTION_TIMEOUT_MS, ensure_indexes, open_client, require_uri
-from core.errors import ExtraMissingError, StorageError
+from core.errors import ClusterError, ExtraMissingError, StorageError
 from core.history import RedisEventHistory
 from core.settings import Settings
 from head.access_watch import AccessWatcher
@@ -109,7 +109,7 @@ def create_app(settings: Settings) -> PacketGuardMiddleware:
         state.mongo = open_client(uri, server_selection_timeout_ms=HEAD_SERVER_SELECTION_TIMEOUT_MS)
         db = state.db
         await ensure_indexes(db)
-        state.authenticator_ = SessionAuthenticator(secret, db.sessions)
+        state.authenticator = SessionAuthenticator(secret, db.sessions)
         if settings.redis_url is not None:
             state.redis = bounded_redis(settings.redis_url.reveal())
             state.history = RedisEventHistory(state.redis)
@@ -132,8 +132,8 @@ def create_app(settings: Settings) -> PacketGuardMiddleware:
     api = FastAPI(title="indexer head", lifespan=lifespan, max_body_size=MAX_REQUEST_BODY_BYTES)
     api.state.head = state
     runs = RunLauncher(state)
-    api.state.runs = runs
-    api.state.searcher = Searcher(settings.embed_model)
+    state.runs = runs
+    state.searcher = Searcher(runs.embed_query)
     # added first, so CORS wraps it: the web app can read the reason of a refusal
     api.add_middleware(CrossSiteGuardMiddleware, web_app_url=settings.web_app_url)
     api.add_middleware(
@@ -146,6 +146,7 @@ def create_app(settings: Settings) -> PacketGuardMiddleware:
     api.add_exception_handler(StorageError, _storage_unavailable)
     api.add_exception_handler(PyMongoError, _storage_unavailable)
     api.add_exception_handler(ExtraMissingError, _extra_missing)
+    api.add_exception_handler(ClusterError, _cluster_unavailable)
     for module in (health, workspaces, admin, pages):
         api.include_router(module.router)
     api.include_router(events.router, max_body_size=settings.max_event_bytes)
@@ -161,4 +162,10 @@ async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
 async def _extra_missing(_: Request, exc: Exception) -> JSONResponse:
     """A feature this install cannot serve (a head without the pipeline extra): 503 with
     the extra to install, since the same request succeeds on a head that has it."""
+    return JSONResponse({"detail": str(exc)}, status_code=503)
+
+
+async def _cluster_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """What needs the cluster (a search query's vector) cannot have it now: 503 saying so;
+    the message is the head's own, with no detail of the cluster."""
     return JSONResponse({"detail": str(exc)}, status_code=503)

@@ -16,6 +16,7 @@ started again) and the local Ray, unless another head on this machine still uses
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from typing import IO, Any
 from bson import ObjectId
 
 from core.db import require_uri
+from core.errors import ClusterError
 from core.extras import RUN_MODULES, require_extra
 from core.jobs import create_job, find_job, finish_job_if_active, update_job
 from head.broadcast import broadcast
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 BYTES_PER_PAGE_ESTIMATE = 50_000
 CANCEL_TIMEOUT_S = 30.0
+# A search query waits this long for its vector: a cold embed pool loads its model first.
+QUERY_TIMEOUT_S = 120.0
 DRIVER_STOP_TIMEOUT_S = 20.0
 DRIVER_LOG = "driver-{pid}.log"  # per head: two heads may share a data directory
 
@@ -94,6 +98,23 @@ class RunLauncher:
                 else max(1, int(document.get("bytes", 0)) // BYTES_PER_PAGE_ESTIMATE)
             )
         return total
+
+    async def embed_query(self, text: str) -> list[float]:
+        """A search query's vector, from the embed pool through the run driver: the head
+        loads no model. ClusterError when there is none to be had (the driver cannot start,
+        the pool cannot answer in QUERY_TIMEOUT_S)."""
+        try:
+            driver = await self._driver_process()
+            return await asyncio.wait_for(driver.embed_query(text), QUERY_TIMEOUT_S)
+        except TimeoutError:
+            raise ClusterError(
+                f"search: the embedding model did not answer in {QUERY_TIMEOUT_S:.0f} s"
+            ) from None
+        except ClusterError:
+            raise
+        except Exception as exc:  # the driver cannot start, or the pool cannot encode
+            logger.warning("search: no query vector: %s", exc)
+            raise ClusterError("search: the embedding model cannot be reached") from None
 
     async def _dispatch(self, workspace_id: str, job_id: str) -> None:
         try:
@@ -270,6 +291,8 @@ class DriverProcess:
         self._on_event = on_event
         self._jobs: set[str] = set()
         self._cancelled: dict[str, asyncio.Future[None]] = {}
+        self._queries: dict[str, asyncio.Future[list[float]]] = {}
+        self._query_ids = itertools.count(1)
         self._reader = asyncio.create_task(self._read_events())
 
     @classmethod
@@ -324,6 +347,19 @@ class DriverProcess:
         self._send({"op": "cancel", "jobId": job_id})
         await asyncio.shield(answered)
 
+    async def embed_query(self, text: str) -> list[float]:
+        """The query's vector (see `cluster.run_service`); RuntimeError with the driver's
+        reason when it has none, or when the driver exits first."""
+        query_id = str(next(self._query_ids))
+        answer = self._queries[query_id] = asyncio.get_running_loop().create_future()
+        try:
+            if not self.alive:
+                raise RuntimeError("the run driver is not running")
+            self._send({"op": "embed", "queryId": query_id, "text": text})
+            return await answer
+        finally:
+            self._queries.pop(query_id, None)
+
     async def stop(self, timeout_s: float) -> None:
         """Ask it to cancel its runs and exit; kill it when it does not within `timeout_s`."""
         self._send({"op": "stop"})
@@ -345,6 +381,9 @@ class DriverProcess:
         for answered in self._cancelled.values():
             if not answered.done():
                 answered.set_result(None)  # gone: nothing of its runs writes any more
+        for answer in self._queries.values():
+            if not answer.done():
+                answer.set_exception(RuntimeError(f"the run driver exited with code {code}"))
         return code
 
     def _send(self, command: dict[str, str]) -> None:
@@ -367,7 +406,19 @@ class DriverProcess:
                 self._jobs.discard(job_id)
             if kind == "cancelled" and job_id in self._cancelled:
                 self._cancelled.pop(job_id).set_result(None)
+            if kind == "embedded":
+                self._answer_query(event)
+                continue
             self._on_event(event)
+
+    def _answer_query(self, event: dict[str, Any]) -> None:
+        answer = self._queries.get(str(event.get("queryId")))
+        if answer is None or answer.done():
+            return  # its search gave up waiting
+        if "vector" in event:
+            answer.set_result(event["vector"])
+        else:
+            answer.set_exception(RuntimeError(str(event.get("error", "no vector"))))
 
 
 def _driver_log(data_dir: Path) -> IO[bytes]:

@@ -1,13 +1,15 @@
 """Semantic search over a workspace's chunks: exact top-k by cosine, plus matching concepts.
 
 Vectors are unit-norm, so cosine is a dot product. A workspace's matrix is loaded from
-MongoDB once and kept until its index changes (another run finished); the query is embedded
-with the same model as the documents, off the event loop.
+MongoDB once and kept until its index changes (another run finished). The query is
+embedded by the embed pool, the model and arithmetic of the chunks' own vectors (the head
+asks its run driver), so the head's process loads no model.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from core.concepts import candidate_phrases
 from core.db import Document
-from core.embedding import encode, load_model
-from core.extras import SEARCH_MODULES, require_extra
+from core.extras import RUN_MODULES, require_extra
 
 SNIPPET_CHARS = 300
 MAX_CONCEPTS = 8
@@ -31,25 +32,25 @@ class _Matrix:
 
 
 class Searcher:
-    """One per head: the query model (loaded on first search) and per-workspace matrices."""
+    """One per head: per-workspace matrices, and `embed_query` to turn a query into a vector
+    (`head.runs.RunLauncher.embed_query`)."""
 
-    def __init__(self, model_name: str) -> None:
-        self._model_name = model_name
-        self._model: Any = None
-        self._model_lock = asyncio.Lock()
+    def __init__(self, embed_query: Callable[[str], Awaitable[list[float]]]) -> None:
+        self._embed_query = embed_query
         self._matrices: dict[str, _Matrix] = {}
 
     async def search(
         self, db: AsyncDatabase[Document], workspace: Document, query: str, k: int
     ) -> dict[str, Any]:
-        """Top-k chunks and matching concepts. ExtraMissingError (a 503) when this install
-        has no model to embed the query with (a head-only install)."""
-        require_extra("search", SEARCH_MODULES)
+        """Top-k chunks and matching concepts. What `embed_query` raises when the query
+        cannot be embedded (ExtraMissingError, ClusterError: 503s) goes up; a workspace
+        without vectors answers without embedding the query."""
+        require_extra("search", RUN_MODULES)  # a head-only install: 503 naming the extra
         workspace_id = str(workspace["_id"])
         matrix = await self._matrix(db, workspace)
-        vector = (await self._embed(query))[0]
         hits: list[dict[str, Any]] = []
-        if len(matrix.refs):
+        if matrix.refs:  # no vectors, nothing to compare a query's vector with
+            vector = np.asarray(await self._embed_query(query), dtype=np.float32)
             scores = matrix.vectors @ vector
             top = np.argsort(-scores, kind="stable")[:k]
             hits = await self._describe(db, matrix, top, scores)
@@ -61,12 +62,6 @@ class Searcher:
             "results": hits,
             "concepts": concepts,
         }
-
-    async def _embed(self, text: str) -> np.ndarray:
-        async with self._model_lock:
-            if self._model is None:
-                self._model = await asyncio.to_thread(load_model, self._model_name, "cpu")
-        return await asyncio.to_thread(encode, self._model, [text])
 
     async def _matrix(self, db: AsyncDatabase[Document], workspace: Document) -> _Matrix:
         workspace_id = str(workspace["_id"])

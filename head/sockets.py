@@ -9,6 +9,7 @@ Client input never raises out of a handler: bad payloads get an `error` event.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -48,6 +49,15 @@ class WorkspaceNamespace(socketio.AsyncNamespace):
         }
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
+        """python-socketio's seam for dispatch rules of one's own (its docstring says to
+        override it). As its own dispatch does, a handler cancelled under way (its client
+        gone) answers nothing rather than failing the server's task."""
+        try:
+            return await self._dispatch(event, *args)
+        except asyncio.CancelledError:
+            return None
+
+    async def _dispatch(self, event: str, *args: Any) -> Any:
         if event == "connect":
             return await self._connect(*args[:2])
         if event == "disconnect":

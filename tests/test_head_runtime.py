@@ -103,6 +103,28 @@ async def pages_moving(client: Any) -> None:
             return
 
 
+async def search_uses_the_embed_pool(head: HeadProcess, db: Any, workspace_id: str, cookie: str):
+    """A chunk's own text finds that chunk first, at a cosine of about 1: the query was
+    embedded as the chunks were. The head's process loads no model to do it."""
+    chunk = min(
+        await db.chunks.find({"workspaceId": workspace_id}).to_list(), key=lambda c: len(c["text"])
+    )
+    assert len(chunk["text"]) <= 500  # the whole chunk fits in a query
+    async with httpx.AsyncClient(base_url=head.url, timeout=180) as http:
+        answer = await http.get(
+            f"/api/workspaces/{workspace_id}/search",
+            params={"q": chunk["text"], "k": 3},
+            headers={"Cookie": cookie},
+        )
+    assert answer.status_code == 200, answer.text
+    top = answer.json()["results"][0]
+    assert (top["documentId"], top["chunkNo"]) == (chunk["documentId"], chunk["chunkNo"])
+    assert top["score"] > 0.99
+    assert head.process is not None
+    maps = await asyncio.to_thread(Path(f"/proc/{head.process.pid}/maps").read_text)
+    assert "libtorch" not in maps
+
+
 async def test_the_head_runs_on_its_own_warm_ray_which_outlives_failed_runs(
     settings, db, warm_heads, session_cookie, connect_client, tmp_path
 ) -> None:
@@ -121,6 +143,7 @@ async def test_the_head_runs_on_its_own_warm_ray_which_outlives_failed_runs(
     await client.join(small)
     await start_run(head, small, cookie)
     assert await final_event(client) == ("index:ready", {"pageCount": 3})
+    await search_uses_the_embed_pool(head, db, small, cookie)
 
     # the run's driver is killed mid-run: the run fails, clearly; the Ray lives on
     large = await workspace_with(db, tmp_path / "large", [12, 12, 12])

@@ -25,13 +25,8 @@ from ray.exceptions import RayActorError
 
 from actors.memory import FATAL_SIGNALS, MIB, is_out_of_memory
 from actors.render import MAX_PREVIEW_PIXELS
-from actors.supervision import (
-    ParserLimits,
-    SupervisedActor,
-    SupervisedPool,
-    pages_label,
-    supervised_remote,
-)
+from actors.supervised_actor import SupervisedActor, supervised_remote
+from actors.supervised_pool import ParserLimits, SupervisedPool, pages_label
 from cluster.documents import add_document
 from cluster.driver import RunActors, RunSummary, run_index
 from cluster.ray_runtime import connect_ray

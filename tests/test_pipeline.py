@@ -584,11 +584,11 @@ async def test_a_parser_actor_whose_run_is_gone_leaves(local_ray, settings) -> N
     """Parser actors are detached (they may be parked), so one whose driver was killed must
     leave on its own, long before INDEXER_PARSER_IDLE_S (600 s here): idle, it asks its
     run's aggregator every few seconds, and goes when that is gone."""
-    from actors.named import actor_key
+    from actors.lifecycle.names import actor_key
+    from actors.lifecycle.parking import spawn_options
     from actors.pool import plan_pools
     from actors.progress import ProgressAggregator
     from actors.render import RenderActor
-    from actors.spares import spawn_options
 
     assert settings.parser_idle_s == 600
     aggregator = ProgressAggregator.remote(settings)

@@ -51,10 +51,10 @@ async def get_job(job_id: str, state: State) -> dict[str, Any]:
 
 
 @router.post("/jobs/{job_id}/cancel")
-async def cancel_job(job_id: str, request: Request, state: State) -> dict[str, Any]:
+async def cancel_job(job_id: str, state: State) -> dict[str, Any]:
     """Stop the run (its process or Ray job); status `cancelled`; the room hears
     `index:failed {error: "cancelled", phase}`. 409 when the run is not going."""
-    job = await request.app.state.runs.cancel(job_id)
+    job = await state.runs.cancel(job_id)
     if job is None:
         if await find_job(state.db, job_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "Job not found")
@@ -63,7 +63,7 @@ async def cancel_job(job_id: str, request: Request, state: State) -> dict[str, A
 
 
 @router.post("/workspaces/{workspace_id}/retry-failed", status_code=status.HTTP_202_ACCEPTED)
-async def retry_failed(workspace_id: str, request: Request, state: State) -> dict[str, Any]:
+async def retry_failed(workspace_id: str, state: State) -> dict[str, Any]:
     """Re-run only the failed documents: the others are unchanged and the run skips them."""
     workspace = await find_workspace(state.db, workspace_id)
     if workspace is None:
@@ -75,7 +75,7 @@ async def retry_failed(workspace_id: str, request: Request, state: State) -> dic
     if result.modified_count == 0:
         return {"retried": 0, "jobId": None}
     try:
-        started = await request.app.state.runs.start(workspace_id, requested_by="admin")
+        started = await state.runs.start(workspace_id, requested_by="admin")
     except RunAlreadyActiveError:
         raise HTTPException(status.HTTP_409_CONFLICT, "A run is already going") from None
     return {"retried": result.modified_count, **started}

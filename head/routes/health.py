@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
@@ -29,7 +29,7 @@ async def metrics(state: State) -> Response:
 
 
 @router.get("/readyz")
-async def readyz(state: State, request: Request) -> JSONResponse:
+async def readyz(state: State) -> JSONResponse:
     """Every dependency answers: MongoDB always, Redis when configured. 503 names the
     failing dependency. `runs` says where local runs stand: `warming` (the head's Ray and
     run driver are starting or loading models; the status is `warming` too), `ready`,
@@ -49,7 +49,7 @@ async def readyz(state: State, request: Request) -> JSONResponse:
             checks["redis"] = "unavailable"
     failing = [name for name, result in checks.items() if result != "ok"]
     # Runs are reported, not required: a head without them still serves every browser.
-    runs = request.app.state.runs.status
+    runs = state.runs.status
     status = "unavailable" if failing else "warming" if runs in ("starting", "warming") else "ready"
     body: dict[str, Any] = {"status": status, "checks": checks, "runs": runs}
     if failing:

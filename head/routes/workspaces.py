@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from bson import ObjectId
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from fastapi.responses import Response
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
@@ -66,7 +66,7 @@ async def get_workspace(access: Access, state: State) -> dict[str, Any]:
 
 
 @router.post("/{workspace_id}/index", status_code=status.HTTP_202_ACCEPTED)
-async def start_indexing(access: Access, identity: Identity, request: Request) -> dict[str, str]:
+async def start_indexing(access: Access, identity: Identity, state: State) -> dict[str, str]:
     """Start a run (owner only): 202 with the job id, 409 while one is going."""
     workspace, role = access
     if role != "owner":
@@ -74,9 +74,7 @@ async def start_indexing(access: Access, identity: Identity, request: Request) -
     # a run is started (or submitted) through Ray: without it the job would only fail later
     require_extra("indexing", RUN_MODULES)
     try:
-        return await request.app.state.runs.start(
-            str(workspace["_id"]), requested_by=identity.user_id
-        )
+        return await state.runs.start(str(workspace["_id"]), requested_by=identity.user_id)
     except RunAlreadyActiveError:
         raise HTTPException(status.HTTP_409_CONFLICT, "Indexing is already running") from None
 
@@ -85,13 +83,12 @@ async def start_indexing(access: Access, identity: Identity, request: Request) -
 async def search(
     access: Access,
     state: State,
-    request: Request,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> dict[str, Any]:
     """Best chunks by cosine similarity to the query (exact top-k), and matching concepts."""
     workspace, _ = access
-    return await request.app.state.searcher.search(state.db, workspace, q, k)
+    return await state.searcher.search(state.db, workspace, q, k)
 
 
 @router.get("/{workspace_id}/documents/{document_id}/pages/{page_no}/image")

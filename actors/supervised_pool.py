@@ -25,17 +25,15 @@ as `actors.pool.ActorPool`), which:
   has ended.
 
 At the end of a run the pool parks its idle actors for the next run with the same
-settings (`actors.spares`), unless INDEXER_PARSER_IDLE_S is 0; a parked actor carries the
+settings (`actors.lifecycle.parking`), unless INDEXER_PARSER_IDLE_S is 0; a parked actor carries the
 count of documents it has parsed, so recycling holds across runs.
 
-The actor side is `SupervisedActor`, mixed into the parser actors: a readiness probe, the
-measured call wrapper, the memory cap of `actors.memory`, and claiming and parking.
+The actor side is `actors.supervised_actor.SupervisedActor`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,12 +41,10 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from actors.idle import IdleTimer
 from actors.incidents import RunIncidents, node_is_alive
-from actors.memory import MIB, cap_allocations, is_out_of_memory, rss_bytes
-from actors.run_liveness import run_is_alive
+from actors.memory import MIB
+from actors.ray_futures import as_future
 from core.errors import DocumentError, RunError
-from core.pdf import load_pymupdf
 from core.settings import Settings
 
 # A call whose actor died under it this many times fails its document.
@@ -59,9 +55,6 @@ START_TIMEOUT_S = 180.0
 # Deaths a call did not cause (its actor died before the call was sent) are retried, but
 # not forever.
 MAX_ATTEMPTS = 6
-# Parser actors take claim and park calls in a concurrency group of their own, so a run
-# looking for parked actors is never queued behind another run's page on a busy one.
-CONTROL_GROUP = "control"
 
 
 @dataclass(frozen=True)
@@ -304,7 +297,7 @@ class SupervisedPool:
             raise self._died(member, blamed=False) from None
         self._set_running(member, self._document_of(args))
         try:
-            value, rss = await asyncio.wait_for(_as_future(ref), self.limits.timeout_s)
+            value, rss = await asyncio.wait_for(as_future(ref), self.limits.timeout_s)
         except TimeoutError:
             self._replace(member, after="timeout")
             raise self._error(
@@ -423,7 +416,7 @@ class SupervisedPool:
         for member in list(self._members):
             if park and self._can_park(member):
                 documents = len(member.documents) + member.documents_before
-                parking.append(_as_future(member.handle.park.remote(documents)))
+                parking.append(as_future(member.handle.park.remote(documents)))
                 member.retired = True  # alive, parked: this pool gives it no more calls
             else:
                 self._kill(member)
@@ -442,104 +435,7 @@ class SupervisedPool:
         return DocumentError(self.phase, f"{self._describe(args)}: {what}")
 
 
-def supervised_remote(num_cpus: float) -> Callable[[type], Any]:
-    """`ray.remote` with what every supervised parser actor needs: one call at a time, no
-    restarts or retries by Ray (its SupervisedPool decides those), and the control group
-    that claim and park run in."""
-    return ray.remote(
-        num_cpus=num_cpus,
-        max_restarts=0,
-        max_task_retries=0,
-        max_concurrency=1,
-        concurrency_groups={CONTROL_GROUP: 1},
-    )
-
-
-def _as_future(ref: Any) -> asyncio.Future[Any]:
-    """An asyncio future of an ObjectRef; its error is consumed even when nobody waits any
-    more (a timed-out call), so Ray does not report it as unhandled."""
-    future: asyncio.Future[Any] = asyncio.wrap_future(ref.future())
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return future
-
-
 def pages_label(page_nos: list[int]) -> str:
     """1-based page numbers as people say them: `page 3`, `pages 5-8`."""
     first, last = min(page_nos) + 1, max(page_nos) + 1
     return f"page {first}" if first == last else f"pages {first}-{last}"
-
-
-class SupervisedActor:
-    """Mixed into the parser actors: what a SupervisedPool calls, and the memory cap."""
-
-    _memory_mb: int = 0
-
-    def _supervise(self, settings: Settings, aggregator: Any) -> None:
-        """Cap what the process may allocate from now on. MuPDF is imported first so its
-        footprint counts as the actor's own, not as the pages' budget. `aggregator` is the
-        run that owns the actor (None while parked)."""
-        load_pymupdf()
-        self._memory_mb = settings.parser_memory_mb
-        cap_allocations(settings.parser_memory_mb * MIB)
-        self._aggregator = aggregator
-        self._documents_before = 0
-        self._idle_s = settings.parser_idle_s
-        self._idle = IdleTimer(settings.parser_idle_s, should_leave=self._unused)
-
-    async def ready(self) -> dict[str, Any]:
-        """Readiness probe: answers once the constructor ran, with where the actor runs
-        (its process, its Ray node: a pool tells a lost node from a crash by it). Its pool
-        calls it first, so this is where the idle check starts."""
-        self._idle.watch()
-        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
-
-    async def measured(self, method: str, *args: Any) -> tuple[Any, int]:
-        """Run `method` and report this process's RSS with its result (for recycling)."""
-        self._idle.busy()
-        try:
-            value = await getattr(self, method)(*args)
-        finally:
-            self._idle.done()
-        return value, rss_bytes()
-
-    @ray.method(concurrency_group=CONTROL_GROUP)
-    async def park(self, documents: int) -> None:
-        """Wait for the next run: owned by none, `documents` parsed so far. Idle time counts
-        from here."""
-        self._aggregator = None
-        self._documents_before = documents
-        self._idle.touch()
-
-    @ray.method(concurrency_group=CONTROL_GROUP)
-    async def touch(self) -> bool:
-        """Count as used now (a driver keeping the cluster warm); whether it is parked. A
-        parked actor stays claimable meanwhile."""
-        self._idle.touch()
-        return self._aggregator is None
-
-    @ray.method(concurrency_group=CONTROL_GROUP)
-    async def claim(self, aggregator: Any) -> int | None:
-        """Join the run of `aggregator`: the documents parsed so far (its pool counts them
-        towards recycling), or None when another run claimed this actor first. Calls run
-        one at a time, so two runs cannot both claim it."""
-        if self._aggregator is not None:
-            return None
-        self._aggregator = aggregator
-        return self._documents_before
-
-    async def _unused(self, idle_for: float) -> bool:
-        """Parked and idle for INDEXER_PARSER_IDLE_S, or idle and owned by a run that is
-        gone (its driver was killed, so nobody would park it): the CPUs it holds go back."""
-        if self._aggregator is None:
-            return idle_for >= self._idle_s
-        return not await run_is_alive(self._aggregator)
-
-    def parse_error(self, phase: str, where: str, exc: BaseException) -> DocumentError:
-        """A DocumentError for an exception MuPDF (or Python) raised on a document."""
-        if is_out_of_memory(exc):
-            return DocumentError(
-                phase,
-                f"{where}: out of memory: it needs more than the {self._memory_mb} MiB a "
-                "parser may allocate (INDEXER_PARSER_MEMORY_MB)",
-            )
-        return DocumentError(phase, f"{where}: {type(exc).__name__}: {exc}")

@@ -7,8 +7,9 @@ ends by parking its healthy, idle parser actors (`SupervisedPool.release`), and 
 with the same settings and pool plan claims them by name instead of starting new ones.
 
 - Parser actors are named `parser-{key}-{phase}-{id}` and detached, so they outlive the
-  driver that started them; `key` (`actors.named.actor_key`) hashes the settings actors are
-  built with and the plan, so a claimed actor is one this run could have started itself.
+  driver that started them; `key` (`actors.lifecycle.names.actor_key`) hashes the settings
+  actors are built with and the plan, so a claimed actor is one this run could have started
+  itself.
 - `claim` hands a parked actor to exactly one run (see `SupervisedActor.claim`); from then
   on its pool supervises it as its own.
 - A parked actor leaves after INDEXER_PARSER_IDLE_S without a call; one whose run is gone
@@ -26,9 +27,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from actors.named import NAMESPACE, actor_key, actor_names, kill_named
-from actors.ontology import OntologyActor
-from actors.pool import PoolPlan
+from actors.lifecycle.names import NAMESPACE, actor_names, kill_named
 from core.settings import Settings
 
 NAME_PREFIX = "parser"
@@ -46,16 +45,6 @@ def spawn_options(key: str, phase: str) -> dict[str, Any]:
         "namespace": NAMESPACE,
         "lifetime": "detached",
     }
-
-
-def ontology_actor(settings: Settings, plan: PoolPlan) -> Any:
-    """The ontology actor for a run: the kept one of this key, created when missing."""
-    options: dict[str, Any] = {"num_cpus": plan.ontology_cpus}
-    if keeps_parsers(settings):
-        name = f"{ONTOLOGY_PREFIX}-{actor_key(settings, plan)}"
-        options |= {"name": name, "namespace": NAMESPACE, "lifetime": "detached"}
-        options["get_if_exists"] = True
-    return OntologyActor.options(**options).remote(settings)
 
 
 async def claim_spares(
