@@ -22,7 +22,7 @@ from tests.conftest import SERVICE_TIMEOUT_S, wait_until
 pytestmark = pytest.mark.install
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "head", "actors", "cluster")
+PACKAGES = ("core", "head", "actors", "cluster", "cli")
 INSTALL_TIMEOUT_S = 300.0
 # Warnings pip and setuptools gave on every install of this project.
 INSTALL_WARNINGS = ("does not provide the extra", "is absent from the `packages` configuration")
