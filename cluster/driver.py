@@ -700,6 +700,9 @@ class RunDriver:
         announced = frame.aggregator.start.remote(workspace_id, len(documents))
 
         async def record(summary: RunSummary) -> bool:
+            # the run ends the job itself: a beat after this would find it inactive and
+            # take it for a cancel from elsewhere, cutting off the last event
+            heartbeat.cancel()
             return await finish_job_patiently(db, job_id, summary.status, **_job_fields(summary))
 
         try:
