@@ -70,7 +70,7 @@ async def _demo(
         db = client[settings.mongodb_db]
         await ensure_indexes(db)
         workspace_id = await _demo_workspace(db, settings, sources)
-        _print_watch_instructions(settings, workspace_id, keep_serving)
+        print(watch_instructions(settings, workspace_id, keep_serving), flush=True)
         job = await _start_and_follow(db, settings, workspace_id)
         print(format_summary(summary_of_job(job)), flush=True)
         second = await _second_workspace(db, settings)
@@ -227,14 +227,16 @@ def _cookie(settings: Settings) -> str:
     )
 
 
-def _print_watch_instructions(settings: Settings, workspace_id: str, keep_serving: bool) -> None:
+def watch_instructions(settings: Settings, workspace_id: str, keep_serving: bool) -> str:
+    """How to watch the run from a browser or a shell, and how long the head stays up: the
+    URL is only as good as the head behind it."""
     token = _cookie(settings)
     lasts = (
         "the head stays up after the runs (Ctrl-C to stop)"
         if keep_serving
         else "the head stops when the demo ends: `indexer demo --keep-serving` keeps it up"
     )
-    print(
+    return (
         f"\nWorkspace {workspace_id} is being indexed. To watch it from a browser or a shell:\n"
         f"  page:    {settings.head_url}/workspaces/{workspace_id}\n"
         f"  state:   {settings.head_url}/api/workspaces/{workspace_id}\n"
@@ -243,6 +245,5 @@ def _print_watch_instructions(settings: Settings, workspace_id: str, keep_servin
         f"{settings.head_url}/api/workspaces/{workspace_id}\n"
         "  (set the cookie on the head's origin, e.g. in the browser console:\n"
         f"   document.cookie = 'next-auth.session-token={token}; path=/'\n"
-        f"   it is for the demo user only, valid 24 h; {lasts})\n",
-        flush=True,
+        f"   it is for the demo user only, valid 24 h; {lasts})\n"
     )
