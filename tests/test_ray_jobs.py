@@ -157,8 +157,9 @@ async def test_index_attaches_to_a_token_cluster_with_no_auth_variable_set(
 ) -> None:
     """Ray's defaults: token authentication on. `indexer index` from a fresh process whose
     environment names no RAY_AUTH_* variable attaches and runs, by flag and by RAY_ADDRESS.
-    (`indexer submit` is `test_submit_wait_succeeds`; the head's runs are
-    `test_retry_failed_reindexes_only_failed_documents`, same environment.)"""
+    (`indexer submit` is `test_submit_wait_succeeds`, the head's runs
+    `test_the_heads_runs_attach_to_a_token_cluster_with_no_auth_variable_set`, in the same
+    environment.)"""
     async with httpx.AsyncClient(timeout=10) as http:
         mode = await http.get(f"{ray_cluster['jobs']}/api/authentication_mode")
     assert mode.json() == {"authentication_mode": "token"}
