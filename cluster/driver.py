@@ -9,6 +9,7 @@ fails is marked failed alone; only a failure of the run itself ends in `index:fa
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -60,6 +61,9 @@ ONTOLOGY_ATTEMPTS = 3
 # How often a run looks for nodes Ray declared dead (see IndexRun._watch_nodes).
 NODE_CHECK_S = 1.0
 HEARTBEAT_S = 10.0
+# Aggregators a long-lived driver keeps starting ahead of the next run's: two cover runs
+# that follow each other faster than a worker process starts on a busy node.
+SPARE_AGGREGATORS = 2
 # Warming: a parser actor not started by then has no room on the cluster and is not kept.
 WARM_START_TIMEOUT_S = 30.0
 
@@ -585,9 +589,10 @@ class RunDriver:
         self._client = open_client(require_uri(settings))
         self._db = self._client[settings.mongodb_db]
         self._next: asyncio.Future[RunFrame] | None = None
-        # An aggregator started one run further ahead: runs back to back then never wait
-        # for its worker process, which takes longer to start than the rest of a frame.
-        self._spare_aggregator: asyncio.Future[Any] | None = None
+        self._next_aggregator: asyncio.Future[Any] | None = None  # `_next`'s, ready sooner
+        # Aggregators started runs further ahead: runs back to back then do not wait for
+        # a worker process, which takes longer to start than a small run on a busy node.
+        self._spare_aggregators: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._query_embedders: list[Any] = []  # embed actors' handles, for search queries
         self._queries = 0
 
@@ -601,14 +606,15 @@ class RunDriver:
         return self
 
     async def aclose(self) -> None:
-        for future in (self._next, self._spare_aggregator):
+        for future in (self._next, self._next_aggregator, *self._spare_aggregators):
             if future is None:
                 continue
             future.cancel()
             with contextlib.suppress(asyncio.CancelledError, RayActorError, RunError):
                 result = await future
                 ray.kill(result.aggregator if isinstance(result, RunFrame) else result)
-        self._next = self._spare_aggregator = None
+        self._next = self._next_aggregator = None
+        self._spare_aggregators.clear()
         await self._client.close()
 
     async def __aenter__(self) -> RunDriver:
@@ -629,7 +635,8 @@ class RunDriver:
             frame = await asyncio.shield(self._next)  # a warm given up leaves it for a run
             described = await frame.ready()
         except (RayActorError, RunError):
-            self._next = None  # an actor left: the next `warm` or run prepares afresh
+            # an actor left: the next `warm` or run prepares afresh
+            self._next = self._next_aggregator = None
             raise
         if keeps_parsers(self._settings):
             plan = frame.plan
@@ -689,15 +696,17 @@ class RunDriver:
             raise RunError("fetch", f"no workspace {workspace_id!r}")
         if job_id is None:
             job_id = await create_job(db, workspace_id, mode="local", requested_by="cli")
-        frame = await self._frame()
-        plan = frame.plan
         now = datetime.now(UTC)
         heartbeat = asyncio.create_task(_heartbeat(db, job_id, asyncio.current_task()))
         documents = await workspace_documents(db, workspace_id)
-        # first: `index:started` goes out while the run claims its parser actors. Not
+        prepared, prepared_aggregator = self._next, self._next_aggregator
+        self._next = self._next_aggregator = None
+        aggregator = await self._run_aggregator(prepared_aggregator)
+        # first: `index:started` goes out while the run takes its frame (still being
+        # prepared when the last run just ended) and claims its parser actors. Not
         # awaited: pages need not wait for it (the aggregator holds updates back until it
         # is out)
-        announced = frame.aggregator.start.remote(workspace_id, len(documents))
+        announced = aggregator.start.remote(workspace_id, len(documents))
 
         async def record(summary: RunSummary) -> bool:
             # the run ends the job itself: a beat after this would find it inactive and
@@ -706,11 +715,13 @@ class RunDriver:
             return await finish_job_patiently(db, job_id, summary.status, **_job_fields(summary))
 
         try:
+            frame = await self._frame(prepared, aggregator)
             actors = await create_run_actors(settings, frame)
         except BaseException:
             heartbeat.cancel()
-            ray.kill(frame.aggregator)
+            ray.kill(aggregator)
             raise
+        plan = frame.plan
         try:
             await update_job(
                 db, job_id, status="running", startedAt=now, heartbeatAt=now, plan=asdict(plan)
@@ -730,32 +741,46 @@ class RunDriver:
             self._prepare_next()
         return summary
 
-    async def _frame(self) -> RunFrame:
+    async def _run_aggregator(self, prepared: asyncio.Future[Any] | None) -> Any:
+        """The prepared frame's aggregator, which starts before the rest of the frame is
+        ready; a new one when there is none or it could not start."""
+        if prepared is not None:
+            with contextlib.suppress(RayActorError):
+                return await prepared
+        return new_aggregator(self._settings)
+
+    async def _frame(self, prepared: asyncio.Future[RunFrame] | None, aggregator: Any) -> RunFrame:
         """The prepared frame when it fits the cluster as it is now (a node may have come
-        or gone since), else a new one."""
+        or gone since), else a new one around the run's `aggregator` (the one that
+        announced the run)."""
         plan = plan_pools(*cluster_size())
-        prepared, self._next = self._next, None
         if prepared is not None:
             try:
                 frame = await prepared
             except (RayActorError, RunError):
                 pass  # one of its actors cannot start: a new frame says why, below
             else:
-                if frame.plan == plan:
+                if frame.plan == plan and frame.aggregator == aggregator:
                     return frame
-                ray.kill(frame.aggregator)
-        return await run_frame(self._settings, plan, new_aggregator(self._settings))
+        return await run_frame(self._settings, plan, aggregator)
 
     def _prepare_next(self, *, force: bool = False) -> None:
         if (self._prepare or force) and self._next is None:
-            self._next = asyncio.ensure_future(self._prepared())
+            aggregator = self._take_aggregator()
+            self._next_aggregator = aggregator
+            self._next = asyncio.ensure_future(self._prepared(aggregator))
 
-    async def _prepared(self) -> RunFrame:
-        spare = self._spare_aggregator or asyncio.ensure_future(self._started_aggregator())
-        self._spare_aggregator = (
-            asyncio.ensure_future(self._started_aggregator()) if self._prepare else None
-        )
-        frame = await run_frame(self._settings, plan_pools(*cluster_size()), await spare)
+    def _take_aggregator(self) -> asyncio.Future[Any]:
+        """The oldest spare aggregator; a long-lived driver keeps SPARE_AGGREGATORS more
+        starting behind it."""
+        if not self._prepare:
+            return asyncio.ensure_future(self._started_aggregator())
+        while len(self._spare_aggregators) <= SPARE_AGGREGATORS:
+            self._spare_aggregators.append(asyncio.ensure_future(self._started_aggregator()))
+        return self._spare_aggregators.popleft()
+
+    async def _prepared(self, aggregator: asyncio.Future[Any]) -> RunFrame:
+        frame = await run_frame(self._settings, plan_pools(*cluster_size()), await aggregator)
         await frame.ready()
         return frame
 
