@@ -696,8 +696,6 @@ class RunDriver:
             raise RunError("fetch", f"no workspace {workspace_id!r}")
         if job_id is None:
             job_id = await create_job(db, workspace_id, mode="local", requested_by="cli")
-        now = datetime.now(UTC)
-        heartbeat = asyncio.create_task(_heartbeat(db, job_id, asyncio.current_task()))
         documents = await workspace_documents(db, workspace_id)
         prepared, prepared_aggregator = self._next, self._next_aggregator
         self._next = self._next_aggregator = None
@@ -714,6 +712,8 @@ class RunDriver:
             heartbeat.cancel()
             return await finish_job_patiently(db, job_id, summary.status, **_job_fields(summary))
 
+        now = datetime.now(UTC)
+        heartbeat = asyncio.create_task(_heartbeat(db, job_id, asyncio.current_task()))
         try:
             frame = await self._frame(prepared, aggregator)
             actors = await create_run_actors(settings, frame)
