@@ -52,9 +52,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("workspaceId", ASCENDING), ("source", ASCENDING)], unique=True),
         IndexModel([("workspaceId", ASCENDING), ("status", ASCENDING)]),
     ],
+    # Pages are read by document (a run's resume, the preview route), never by workspace
+    # alone: each index is a cost on every page stored.
     "pages": [
         IndexModel([("documentId", ASCENDING), ("pageNo", ASCENDING)], unique=True),
-        IndexModel([("workspaceId", ASCENDING)]),
     ],
     "chunks": [
         IndexModel([("documentId", ASCENDING), ("chunkNo", ASCENDING)], unique=True),
