@@ -128,10 +128,14 @@ class RunActors:
         `actors.lifecycle.parking`); the aggregator is the run's own. The embed pool
         outlives runs."""
         keep = keeps_parsers(settings)
-        ray.kill(self.aggregator)  # first: actors left owned by it leave when idle
         if not keep:
             ray.kill(self.ontology)
-        await release_parsers(self.fetch, self.render, self.analyze, park=keep)
+        try:
+            await release_parsers(self.fetch, self.render, self.analyze, park=keep)
+        finally:
+            # last: an idle parser still owned by the run takes a dead aggregator for a run
+            # that is gone and leaves, so its park call must have landed first
+            ray.kill(self.aggregator)
 
 
 @dataclass

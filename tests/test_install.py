@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,15 @@ from tests.conftest import SERVICE_TIMEOUT_S, wait_until
 pytestmark = pytest.mark.install
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "head", "actors", "cluster", "cli")
+# The top-level packages pyproject.toml ships, so the copy holds what the install needs.
+PACKAGES = sorted(
+    {
+        name.split(".")[0]
+        for name in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+            "packages"
+        ]
+    }
+)
 INSTALL_TIMEOUT_S = 300.0
 # Warnings pip and setuptools gave on every install of this project.
 INSTALL_WARNINGS = ("does not provide the extra", "is absent from the `packages` configuration")

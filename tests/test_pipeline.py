@@ -594,7 +594,7 @@ async def test_a_parser_actor_whose_run_is_gone_leaves(local_ray, settings) -> N
     aggregator = ProgressAggregator.remote(settings)
     options = spawn_options(actor_key(settings, plan_pools(2, 0)), "render")
     actor = RenderActor.options(num_cpus=0.25, **options).remote(settings, aggregator)
-    await actor.ready.remote()
+    await asyncio.wait_for(actor.ready.remote(), 120)  # pending forever when no CPU is left
     assert options["name"] in parser_names()
     assert await actor.claim.remote(aggregator) is None  # owned: nobody else may claim it
 
